@@ -1,0 +1,221 @@
+"""clean: drop rows with nulls (and optionally columns and duplicates) from the raw CSV."""
+
+import sys
+
+if __name__ == "__main__":
+    sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+import csv
+import hashlib
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from snakeflow import tracking
+from snakeflow.errors import UserError, run_main
+from snakeflow.fileio import atomic_path
+
+# The strings pandas.read_csv reads as missing by default (pandas' STR_NA_VALUES);
+# tests check that this set and pandas agree on every row.
+NA_VALUES = frozenset(
+    {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+     "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"}
+)
+BOM = "\ufeff"
+csv.field_size_limit(2**31 - 1)
+
+
+@dataclass
+class CleanStats:
+    """Row and null counts of one clean."""
+
+    rows_in: int = 0
+    rows_out: int = 0
+    dropped_nulls: int = 0
+    dropped_duplicates: int = 0
+    columns_in: int = 0
+    columns_out: int = 0
+    nulls: dict[str, int] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, float]:
+        out = {
+            "rows_in": self.rows_in,
+            "rows_out": self.rows_out,
+            "rows_dropped_nulls": self.dropped_nulls,
+            "rows_dropped_duplicates": self.dropped_duplicates,
+            "columns_in": self.columns_in,
+            "columns_out": self.columns_out,
+        }
+        out |= {f"nulls.{_metric_name(col)}": n for col, n in self.nulls.items()}
+        return out
+
+
+def _metric_name(column: str) -> str:
+    return re.sub(r"[^\w\-. /]", "_", column)[:200] or "_"
+
+
+class _Tap:
+    """A line iterator that remembers the raw lines the csv reader consumed."""
+
+    def __init__(self, lines: Iterable[str]):
+        self._lines = iter(lines)
+        self.taken: list[str] = []
+        self.lineno = 0
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self.taken.append(line)
+        self.lineno += 1
+        return line
+
+    def pop(self) -> str:
+        raw = "".join(self.taken)
+        self.taken.clear()
+        return raw
+
+
+def _null_rule(dropna: str | Sequence[str], header: list[str], label: str) -> tuple[str, list[int]]:
+    if isinstance(dropna, str):
+        if dropna not in ("any", "all", "none"):
+            raise UserError(f"clean.dropna: '{dropna}' is not any, all, none or a column list")
+        return dropna, list(range(len(header)))
+    missing = [c for c in dropna if c not in header]
+    if missing:
+        raise UserError(
+            f"clean.dropna names columns that {label} does not have: {', '.join(missing)}"
+        )
+    return "any", [header.index(c) for c in dropna]
+
+
+def clean_csv(
+    src: Path,
+    dst: Path,
+    *,
+    target: str | None = None,
+    drop_columns: Sequence[str] = (),
+    dropna: str | Sequence[str] = "any",
+    drop_duplicates: bool = False,
+) -> CleanStats:
+    """Write the rows of ``src`` that pass the null rule to ``dst``, unchanged, atomically.
+
+    - ``drop_columns`` are removed first (names ``src`` lacks are ignored);
+    - ``dropna``: ``"any"`` drops a row with a null in any column, ``"all"`` a row whose
+      fields are all null, ``"none"`` keeps all, a list of columns drops a row with a null in
+      any of them. A null is a field pandas.read_csv reads as missing by default;
+    - ``drop_duplicates`` drops rows equal to an earlier kept row.
+
+    Kept rows are copied byte for byte (quoting, number formats, line ends) unless columns
+    are dropped, in which case they are re-quoted minimally. Blank lines are skipped.
+    Raises UserError for a malformed CSV (ragged rows, duplicate or missing header), a
+    missing ``target`` column, or a result without rows; ``dst`` is then left untouched.
+    """
+    label = str(src)
+    stats = CleanStats()
+    seen: set[bytes] = set()
+    try:
+        with open(src, encoding="utf-8", newline="") as fh, atomic_path(dst) as tmp:
+            tap = _Tap(fh)
+            reader = csv.reader(tap, strict=True)
+            header_raw, header = _read_header(reader, tap, label)
+            if target is not None and target not in header:
+                raise UserError(
+                    f"target column '{target}' is not in {label} "
+                    f"(columns: {', '.join(header)}); set target to one of them"
+                )
+            if target is not None and target in drop_columns:
+                raise UserError(f"clean.drop_columns removes the target column '{target}'")
+            keep = [i for i, name in enumerate(header) if name not in set(drop_columns)]
+            names = [header[i] for i in keep]
+            rule, checked = _null_rule(dropna, names, label)
+            rewrite = len(keep) != len(header)
+            stats.columns_in, stats.columns_out = len(header), len(keep)
+            nulls = [0] * len(header)
+            with open(tmp, "w", encoding="utf-8", newline="") as out:
+                ending = "\r\n" if header_raw.endswith("\r\n") else "\n"
+                writer = csv.writer(out, lineterminator=ending)
+                if rewrite:
+                    bom = BOM if header_raw.startswith(BOM) else ""
+                    out.write(bom)
+                    writer.writerow(names)
+                else:
+                    out.write(header_raw)
+                for row in reader:
+                    raw = tap.pop()
+                    if not row:
+                        continue
+                    if len(row) != len(header):
+                        raise UserError(
+                            f"{label} line {tap.lineno}: expected {len(header)} fields, "
+                            f"found {len(row)}; the file is not a well-formed CSV"
+                        )
+                    stats.rows_in += 1
+                    is_null = [value in NA_VALUES for value in row]
+                    for i, null in enumerate(is_null):
+                        nulls[i] += null
+                    fields = [row[i] for i in keep] if rewrite else row
+                    flags = [is_null[keep[i]] for i in checked]
+                    if (rule == "any" and any(flags)) or (rule == "all" and all(flags)):
+                        stats.dropped_nulls += 1
+                        continue
+                    if drop_duplicates:
+                        key = hashlib.blake2b("\0".join(fields).encode(), digest_size=16).digest()
+                        if key in seen:
+                            stats.dropped_duplicates += 1
+                            continue
+                        seen.add(key)
+                    if rewrite:
+                        writer.writerow(fields)
+                    else:
+                        if not raw.endswith(("\n", "\r")):
+                            raw += ending
+                        out.write(raw)
+                    stats.rows_out += 1
+            stats.nulls = dict(zip(header, nulls))
+            if stats.rows_out == 0:
+                raise UserError(
+                    f"clean left no rows: {stats.rows_in} row(s) in {label}, "
+                    f"{stats.dropped_nulls} dropped for nulls (clean.dropna={dropna!r}), "
+                    f"{stats.dropped_duplicates} as duplicates; relax clean.dropna"
+                )
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{label} is not UTF-8 text ({exc.reason})") from exc
+    except csv.Error as exc:
+        raise UserError(f"{label} is not a well-formed CSV file: {exc}") from exc
+    return stats
+
+
+def _read_header(reader, tap: _Tap, label: str) -> tuple[str, list[str]]:
+    for row in reader:
+        raw = tap.pop()
+        if row:
+            header = [row[0].removeprefix(BOM), *row[1:]]
+            dupes = sorted({n for n in header if header.count(n) > 1})
+            if dupes:
+                raise UserError(f"{label}: duplicate column names in header: {', '.join(dupes)}")
+            return raw, header
+    raise UserError(f"{label} is empty: no header line")
+
+
+def main() -> None:
+    params = snakemake.params
+    with tracking.step(snakemake) as run:
+        src = Path(snakemake.input.csv)
+        run.log_input(src, name=snakemake.config["dataset"], context="raw")
+        stats = clean_csv(
+            src,
+            Path(snakemake.output.csv),
+            target=params.target,
+            drop_columns=params.drop_columns,
+            dropna=params.dropna,
+            drop_duplicates=params.drop_duplicates,
+        )
+        run.log_metrics(stats.metrics())
+        print(f"kept {stats.rows_out} of {stats.rows_in} rows", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,7 @@
+"""Code shared by the snakeflow Snakefile and its step scripts.
+
+- ``workflow``: helpers the Snakefile needs at parse time (standard library only, so a
+  no-op ``snakemake`` stays cheap);
+- ``tracking``: every MLflow call of the pipeline (imports mlflow; step scripts only);
+- ``fileio``, ``urls``, ``errors``: atomic writes, URL handling and user-facing errors.
+"""

@@ -1,0 +1,73 @@
+"""Atomic outputs and content digests."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+CHUNK = 1 << 20
+
+
+def partial_path(dst: Path) -> Path:
+    """The temporary sibling of ``dst`` that a step writes before renaming it into place."""
+    return dst.with_name(f".{dst.name}.{os.getpid()}.partial")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_path(dst: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``dst``; rename it to ``dst`` only if the block succeeds.
+
+    The temporary lives in the same directory (so the rename is atomic) under a hidden name
+    that no rule produces, so a killed or failed job never leaves a file that looks complete.
+    Works for files and for directories (e.g. a saved MLflow model).
+    """
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = partial_path(dst)
+    _remove(tmp)
+    try:
+        yield tmp
+        if tmp.is_file():
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        if dst.is_dir() and not dst.is_symlink():
+            shutil.rmtree(dst)
+        os.replace(tmp, dst)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes, or of a directory's files (relative names and contents)."""
+    path = Path(path)
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(child.relative_to(path).as_posix().encode() + b"\0")
+            digest.update(sha256_file(child).encode())
+        return digest.hexdigest()
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def size_bytes(path: str | os.PathLike[str]) -> int:
+    """Size of a file, or the total size of a directory's files."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size

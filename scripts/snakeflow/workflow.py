@@ -1,0 +1,72 @@
+"""Helpers the Snakefile calls while it is parsed.
+
+Standard library only: the Snakefile is parsed on every ``snakemake`` call, including a
+no-op one, so nothing here may import mlflow, pandas or sklearn. The invocation hooks
+(``start_invocation``, ``end_invocation``) import the tracking module lazily: Snakemake
+calls them only when jobs are about to run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import urls
+
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
+
+
+def tracking_uri(config: dict, workdir: str | os.PathLike[str] = ".") -> str:
+    """MLFLOW_TRACKING_URI if set, else ``mlflow.tracking_uri`` from config, else SQLite.
+
+    A relative SQLite path is made absolute against the working directory so that every
+    job, wherever it runs on a shared filesystem, opens the same database.
+    """
+    uri = os.environ.get(TRACKING_URI_ENV) or config["mlflow"]["tracking_uri"]
+    uri = uri or "sqlite:///mlflow.db"
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        rel = uri[len(prefix) :]
+        if rel and rel != ":memory:":
+            uri = prefix + str(Path(workdir).resolve() / rel)
+    return uri
+
+
+def export_tracking_env(config: dict) -> None:
+    """Put the resolved tracking URI and experiment into the environment of every job."""
+    os.environ[TRACKING_URI_ENV] = tracking_uri(config)
+    os.environ.setdefault(EXPERIMENT_ENV, config["mlflow"]["experiment"])
+
+
+def download_input(config: dict) -> dict[str, str]:
+    """A local ``data_url`` is an input of download (so an edit to it reruns the step)."""
+    path = urls.local_path(urls.data_url(config))
+    return {"src": path} if path else {}
+
+
+def data_url_digest(config: dict) -> str:
+    """Rerun trigger for download: a digest of the URL, never the URL (it may hold secrets)."""
+    return urls.url_digest(urls.data_url(config))
+
+
+def start_invocation(workflow, config: dict) -> None:
+    """onstart hook: open this invocation's parent MLflow run and hand its id to the jobs."""
+    from . import tracking
+
+    dag = workflow.dag
+    targets = sorted(
+        {str(f) for job in dag.targetjobs for f in job.output}
+        | {job.rule.name for job in dag.targetjobs if not job.output}
+    )
+    jobs = sorted(job.rule.name for job in dag.needrun_jobs())
+    os.environ[tracking.PARENT_ENV] = tracking.start_invocation(config, targets, jobs)
+
+
+def end_invocation(status: str) -> None:
+    """onsuccess/onerror hook: close the parent run as FINISHED or FAILED."""
+    run_id = os.environ.get("SNAKEFLOW_PARENT_RUN_ID")
+    if run_id:
+        from . import tracking
+
+        tracking.end_invocation(run_id, status)
