@@ -56,8 +56,8 @@ def start_invocation(workflow, config: dict) -> None:
 
     dag = workflow.dag
     targets = sorted(
-        {str(f) for job in dag.targetjobs for f in job.output}
-        | {job.rule.name for job in dag.targetjobs if not job.output}
+        {job.rule.name for job in dag.targetjobs}
+        | {str(f) for job in dag.targetjobs for f in (job.output or job.input)}
     )
     jobs = sorted(job.rule.name for job in dag.needrun_jobs())
     os.environ[tracking.PARENT_ENV] = tracking.start_invocation(config, targets, jobs)

@@ -1,0 +1,257 @@
+"""Shared fixtures: a loopback HTTP server, generated datasets, workflow copies, snakemake runs."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "schemas", "envs", "scripts")
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+# --------------------------------------------------------------------------- data
+
+
+def titanic_rows(n: int = 120, seed: int = 0) -> list[list[str]]:
+    """Titanic-shaped rows (header first): ids, quoted names with commas and quotes, nulls."""
+    rng = random.Random(seed)
+    header = ["PassengerId", "Survived", "Pclass", "Name", "Sex", "Age", "SibSp", "Parch",
+              "Ticket", "Fare", "Cabin", "Embarked"]
+    rows = [header]
+    for i in range(1, n + 1):
+        pclass = rng.choice([1, 2, 3])
+        sex = rng.choice(["male", "female"])
+        age = "" if rng.random() < 0.2 else str(rng.choice([22, 38, 26, 35, 54, 2, 27, 14]))
+        if age and rng.random() < 0.2:
+            age = f"{rng.randint(1, 70)}.5"
+        fare = f"{rng.uniform(5, 120):.4f}"
+        survived = int((sex == "female") ^ (rng.random() < 0.2) or (pclass == 1 and rng.random() < 0.3))
+        name = rng.choice(['Braund, Mr. Owen Harris', 'Cumings, Mrs. John Bradley (Florence)',
+                           'Nasser, Mrs. Nicholas ("Adele Achem")', 'Heikkinen, Miss. Laina'])
+        cabin = rng.choice(["C85", "C123", "E46", "B96 B98"]) if rng.random() < 0.6 else ""
+        embarked = rng.choice(["S", "C", "Q"]) if rng.random() < 0.97 else ""
+        rows.append([str(i), str(survived), str(pclass), name, sex, age, str(rng.randint(0, 3)),
+                     str(rng.randint(0, 2)), f"A/5 {rng.randint(1000, 99999)}", fare, cabin,
+                     embarked])
+    return rows
+
+
+def to_csv(rows: list[list[str]], lineterminator: str = "\n") -> bytes:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator=lineterminator).writerows(rows)
+    return buf.getvalue().encode()
+
+
+def expected_clean(rows: list[list[str]]) -> list[list[str]]:
+    """Rows the default clean keeps: those without an empty field."""
+    return [rows[0]] + [r for r in rows[1:] if all(v != "" for v in r)]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Serves files from ``server.root`` plus fault paths used by the tests.
+
+    /files/<name>             the file
+    /status/<code>            that HTTP status
+    /flaky/<key>/<n>/<name>   HTTP 503 for the first n requests of <key>, then the file
+    /truncate/<key>/<n>/<name> the first n requests close the body half-way, then the file
+    /slow/<seconds>/<name>    waits before answering
+    /html                     an HTML page with status 200
+    """
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+    def _send(self, code: int, body: bytes, ctype: str = "text/csv", length: int | None = None):
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _file(self, name: str) -> bytes | None:
+        path = self.server.root / name
+        return path.read_bytes() if path.is_file() else None
+
+    def do_GET(self):
+        server = self.server
+        parts = self.path.split("?")[0].strip("/").split("/")
+        with server.lock:
+            server.requests.append(self.path)
+        kind = parts[0]
+        if kind == "files":
+            body = self._file("/".join(parts[1:]))
+            return self._send(200, body) if body is not None else self._send(404, b"no")
+        if kind == "status":
+            return self._send(int(parts[1]), b"error page", "text/plain")
+        if kind == "html":
+            return self._send(200, b"<!DOCTYPE html><html><body>login</body></html>",
+                              "text/html; charset=utf-8")
+        if kind in ("flaky", "truncate"):
+            key, n, name = parts[1], int(parts[2]), "/".join(parts[3:])
+            with server.lock:
+                seen = server.counts.get(key, 0)
+                server.counts[key] = seen + 1
+            body = self._file(name) or b""
+            if seen < n and kind == "flaky":
+                return self._send(503, b"busy", "text/plain")
+            if seen < n:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/csv")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            return self._send(200, body)
+        if kind == "slow":
+            time.sleep(float(parts[1]))
+            body = self._file("/".join(parts[2:])) or b""
+            return self._send(200, body)
+        return self._send(404, b"unknown")
+
+
+@dataclass
+class Server:
+    url: str
+    root: Path
+    httpd: ThreadingHTTPServer
+
+    def publish(self, name: str, data: bytes) -> str:
+        (self.root / name).parent.mkdir(parents=True, exist_ok=True)
+        (self.root / name).write_bytes(data)
+        return f"{self.url}/files/{name}"
+
+    @property
+    def requests(self) -> list[str]:
+        return self.httpd.requests
+
+
+@pytest.fixture(scope="session")
+def http_server(tmp_path_factory) -> Server:
+    root = tmp_path_factory.mktemp("www")
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.daemon_threads = True
+    httpd.root, httpd.lock, httpd.counts, httpd.requests = root, threading.Lock(), {}, []
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield Server(f"http://127.0.0.1:{httpd.server_address[1]}", root, httpd)
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="session")
+def titanic_url(http_server) -> str:
+    return http_server.publish("titanic.csv", to_csv(titanic_rows()))
+
+
+# --------------------------------------------------------------------------- workflow
+
+
+@dataclass
+class Result:
+    returncode: int
+    output: str
+
+    @property
+    def ran(self) -> list[str]:
+        """Rules of the jobs that finished, in order (``all`` excluded)."""
+        rules = re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", self.output)
+        return [r for r in rules if r != "all"]
+
+
+class Workflow:
+    """A private copy of the workflow in a temporary directory, run as a real subprocess."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.db = path / "mlflow.db"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "SNAKEFLOW_"))}
+        self.env["MLFLOW_TRACKING_URI"] = f"sqlite:///{self.db}"
+
+    def run(self, *args: str, check: bool = True, timeout: float = 600) -> Result:
+        proc = subprocess.run(
+            [SNAKEMAKE, "--cores", "2", *args],
+            cwd=self.path, env=self.env, capture_output=True, text=True, timeout=timeout,
+        )
+        result = Result(proc.returncode, proc.stdout + proc.stderr)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.output[-6000:]}")
+        return result
+
+    def client(self):
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(self.env["MLFLOW_TRACKING_URI"])
+
+    def runs(self, filter_string: str = "") -> list:
+        """All runs in every experiment of this workflow's store."""
+        if not self.db.exists():
+            return []
+        client = self.client()
+        ids = [e.experiment_id for e in client.search_experiments()]
+        return client.search_runs(ids, filter_string, max_results=10000)
+
+    def job_runs(self, rule: str | None = None) -> list:
+        flt = "tags.`snakeflow.kind` = 'job'"
+        if rule:
+            flt += f" and tags.`snakemake.rule` = '{rule}'"
+        return self.runs(flt)
+
+
+@pytest.fixture(scope="session")
+def store_template(tmp_path_factory) -> Path:
+    """A migrated, empty MLflow SQLite store, copied into each workflow to save start-up time."""
+    from mlflow.tracking import MlflowClient
+
+    db = tmp_path_factory.mktemp("store") / "mlflow.db"
+    MlflowClient(f"sqlite:///{db}").search_experiments()
+    return db
+
+
+def copy_workflow(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+@pytest.fixture
+def fresh_workflow(tmp_path) -> Workflow:
+    """A workflow copy with no MLflow store yet."""
+    return Workflow(copy_workflow(tmp_path / "wf"))
+
+
+@pytest.fixture
+def workflow(tmp_path, store_template) -> Workflow:
+    """A workflow copy with an empty, already-migrated MLflow store."""
+    wf = Workflow(copy_workflow(tmp_path / "wf"))
+    shutil.copy2(store_template, wf.db)
+    return wf
