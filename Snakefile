@@ -13,6 +13,7 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+sf.coerce_cli_values(config, "schemas/config.schema.yaml")
 validate(config, "schemas/config.schema.yaml")
 sf.export_tracking_env(config)
 
@@ -39,9 +40,9 @@ rule download:
         f"logs/download/{DATASET}.log",
     benchmark:
         f"benchmarks/download/{DATASET}.tsv"
+    retries: 1
     conda:
         "envs/download.yaml"
-    retries: 1
     params:
         url_sha256=sf.data_url_digest(config),
         sha256_pin=config["data_sha256"],

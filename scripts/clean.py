@@ -8,22 +8,40 @@ if __name__ == "__main__":
 import csv
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from snakeflow import tracking
+from snakeflow.csvio import BOM, RawCsv
 from snakeflow.errors import UserError, run_main
 from snakeflow.fileio import atomic_path
 
 # The strings pandas.read_csv reads as missing by default (pandas' STR_NA_VALUES);
 # tests check that this set and pandas agree on every row.
 NA_VALUES = frozenset(
-    {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
-     "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"}
+    {
+        "",
+        "#N/A",
+        "#N/A N/A",
+        "#NA",
+        "-1.#IND",
+        "-1.#QNAN",
+        "-NaN",
+        "-nan",
+        "1.#IND",
+        "1.#QNAN",
+        "<NA>",
+        "N/A",
+        "NA",
+        "NULL",
+        "NaN",
+        "None",
+        "n/a",
+        "nan",
+        "null",
+    }
 )
-BOM = "\ufeff"
-csv.field_size_limit(2**31 - 1)
 
 
 @dataclass
@@ -53,29 +71,6 @@ class CleanStats:
 
 def _metric_name(column: str) -> str:
     return re.sub(r"[^\w\-. /]", "_", column)[:200] or "_"
-
-
-class _Tap:
-    """A line iterator that remembers the raw lines the csv reader consumed."""
-
-    def __init__(self, lines: Iterable[str]):
-        self._lines = iter(lines)
-        self.taken: list[str] = []
-        self.lineno = 0
-
-    def __iter__(self) -> Iterator[str]:
-        return self
-
-    def __next__(self) -> str:
-        line = next(self._lines)
-        self.taken.append(line)
-        self.lineno += 1
-        return line
-
-    def pop(self) -> str:
-        raw = "".join(self.taken)
-        self.taken.clear()
-        return raw
 
 
 def _null_rule(dropna: str | Sequence[str], header: list[str], label: str) -> tuple[str, list[int]]:
@@ -118,9 +113,8 @@ def clean_csv(
     seen: set[bytes] = set()
     try:
         with open(src, encoding="utf-8", newline="") as fh, atomic_path(dst) as tmp:
-            tap = _Tap(fh)
-            reader = csv.reader(tap, strict=True)
-            header_raw, header = _read_header(reader, tap, label)
+            reader = RawCsv(fh, label)
+            header = reader.header
             if target is not None and target not in header:
                 raise UserError(
                     f"target column '{target}' is not in {label} "
@@ -135,23 +129,13 @@ def clean_csv(
             stats.columns_in, stats.columns_out = len(header), len(keep)
             nulls = [0] * len(header)
             with open(tmp, "w", encoding="utf-8", newline="") as out:
-                ending = "\r\n" if header_raw.endswith("\r\n") else "\n"
-                writer = csv.writer(out, lineterminator=ending)
+                writer = csv.writer(out, lineterminator=reader.ending)
                 if rewrite:
-                    bom = BOM if header_raw.startswith(BOM) else ""
-                    out.write(bom)
+                    out.write(BOM if reader.header_raw.startswith(BOM) else "")
                     writer.writerow(names)
                 else:
-                    out.write(header_raw)
-                for row in reader:
-                    raw = tap.pop()
-                    if not row:
-                        continue
-                    if len(row) != len(header):
-                        raise UserError(
-                            f"{label} line {tap.lineno}: expected {len(header)} fields, "
-                            f"found {len(row)}; the file is not a well-formed CSV"
-                        )
+                    out.write(reader.header_raw)
+                for row, raw in reader:
                     stats.rows_in += 1
                     is_null = [value in NA_VALUES for value in row]
                     for i, null in enumerate(is_null):
@@ -170,8 +154,6 @@ def clean_csv(
                     if rewrite:
                         writer.writerow(fields)
                     else:
-                        if not raw.endswith(("\n", "\r")):
-                            raw += ending
                         out.write(raw)
                     stats.rows_out += 1
             stats.nulls = dict(zip(header, nulls))
@@ -183,21 +165,7 @@ def clean_csv(
                 )
     except UnicodeDecodeError as exc:
         raise UserError(f"{label} is not UTF-8 text ({exc.reason})") from exc
-    except csv.Error as exc:
-        raise UserError(f"{label} is not a well-formed CSV file: {exc}") from exc
     return stats
-
-
-def _read_header(reader, tap: _Tap, label: str) -> tuple[str, list[str]]:
-    for row in reader:
-        raw = tap.pop()
-        if row:
-            header = [row[0].removeprefix(BOM), *row[1:]]
-            dupes = sorted({n for n in header if header.count(n) > 1})
-            if dupes:
-                raise UserError(f"{label}: duplicate column names in header: {', '.join(dupes)}")
-            return raw, header
-    raise UserError(f"{label} is empty: no header line")
 
 
 def main() -> None:

@@ -9,18 +9,16 @@ import codecs
 import csv
 import hashlib
 import io
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
-
 from snakeflow import tracking, urls
 from snakeflow.errors import UserError, run_main
 from snakeflow.fileio import CHUNK, atomic_path
+from urllib3.util.retry import Retry
 
 RETRY_STATUS = (429, 500, 502, 503, 504)
 SNIFF_BYTES = 64 * 1024
@@ -85,8 +83,9 @@ def _copy_stream(chunks, out, digest, max_bytes: int, label: str) -> int:
     return written
 
 
-def _fetch_http(url: str, tmp: Path, *, timeout: float, attempts: int, backoff: float,
-                max_bytes: int) -> tuple[int, str, int]:
+def _fetch_http(
+    url: str, tmp: Path, *, timeout: float, attempts: int, backoff: float, max_bytes: int
+) -> tuple[int, str, int]:
     """Stream ``url`` into ``tmp``; retry truncated transfers. Returns (bytes, sha256, attempts)."""
     label = urls.redact(url)
     session = _session(attempts, backoff)
@@ -97,7 +96,8 @@ def _fetch_http(url: str, tmp: Path, *, timeout: float, attempts: int, backoff: 
                 if response.status_code >= 400:
                     raise UserError(
                         f"download of {label} failed: HTTP {response.status_code} "
-                        f"{response.reason or ''}".rstrip() + "; check data_url"
+                        f"{response.reason or ''}".rstrip()
+                        + "; check data_url"
                     )
                 length = response.headers.get("Content-Length")
                 if length and length.isdigit() and int(length) > max_bytes:
@@ -115,17 +115,18 @@ def _fetch_http(url: str, tmp: Path, *, timeout: float, attempts: int, backoff: 
                 return written, digest.hexdigest(), attempt
         except UserError:
             raise
-        except (requests.exceptions.ChunkedEncodingError,
-                requests.exceptions.ConnectionError,
-                requests.exceptions.Timeout) as exc:
+        except (
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ConnectionError,
+            requests.exceptions.Timeout,
+        ) as exc:
             reason = _reason(exc)
             if attempt == attempts:
                 raise UserError(
                     f"download of {label} failed after {attempts} attempt(s): {reason}"
                 ) from exc
             wait = backoff * 2 ** (attempt - 1)
-            print(f"attempt {attempt} failed ({reason}); retrying in {wait:.1f} s",
-                  file=sys.stderr)
+            print(f"attempt {attempt} failed ({reason}); retrying in {wait:.1f} s", file=sys.stderr)
             time.sleep(wait)
         except requests.exceptions.RequestException as exc:
             raise UserError(f"download of {label} failed: {_reason(exc)}") from exc
@@ -135,9 +136,16 @@ def _fetch_http(url: str, tmp: Path, *, timeout: float, attempts: int, backoff: 
 def _reason(exc: BaseException) -> str:
     """A short, secret-free reason for a requests error."""
     text = str(exc)
-    for key in ("Connection refused", "Name or service not known", "timed out",
-                "Read timed out", "IncompleteRead", "Connection broken",
-                "Max retries exceeded", "Temporary failure in name resolution"):
+    for key in (
+        "Connection refused",
+        "Name or service not known",
+        "timed out",
+        "Read timed out",
+        "IncompleteRead",
+        "Connection broken",
+        "Max retries exceeded",
+        "Temporary failure in name resolution",
+    ):
         if key in text:
             return key if key != "Max retries exceeded" else "too many failed attempts"
     return type(exc).__name__
@@ -187,9 +195,16 @@ def check_csv(path: Path, label: str) -> int:
     return len(header)
 
 
-def download_csv(url: str, dst: Path, *, timeout: float = 60, attempts: int = 5,
-                 backoff: float = 1.0, max_bytes: int = 2**31,
-                 sha256: str | None = None) -> DownloadStats:
+def download_csv(
+    url: str,
+    dst: Path,
+    *,
+    timeout: float = 60,
+    attempts: int = 5,
+    backoff: float = 1.0,
+    max_bytes: int = 2**31,
+    sha256: str | None = None,
+) -> DownloadStats:
     """Download the CSV at ``url`` to ``dst`` atomically, streaming, and return its stats.
 
     ``url`` is an http(s) or file URL or a local path. Connection errors, 429/5xx answers
@@ -202,8 +217,9 @@ def download_csv(url: str, dst: Path, *, timeout: float = 60, attempts: int = 5,
     started = time.perf_counter()
     with atomic_path(dst) as tmp:
         if source.kind == "http":
-            size, digest, tries = _fetch_http(url, tmp, timeout=timeout, attempts=attempts,
-                                              backoff=backoff, max_bytes=max_bytes)
+            size, digest, tries = _fetch_http(
+                url, tmp, timeout=timeout, attempts=attempts, backoff=backoff, max_bytes=max_bytes
+            )
         else:
             size, digest, tries = _fetch_file(source.location, tmp, max_bytes=max_bytes)
         if sha256 and digest != sha256.lower():
@@ -213,10 +229,12 @@ def download_csv(url: str, dst: Path, *, timeout: float = 60, attempts: int = 5,
             )
         columns = check_csv(tmp, label)
     seconds = time.perf_counter() - started
-    print(f"downloaded {size} bytes from {label} in {seconds:.2f} s; sha256 {digest}",
-          file=sys.stderr)
-    return DownloadStats(bytes=size, sha256=digest, attempts=tries, seconds=seconds,
-                         columns=columns)
+    print(
+        f"downloaded {size} bytes from {label} in {seconds:.2f} s; sha256 {digest}", file=sys.stderr
+    )
+    return DownloadStats(
+        bytes=size, sha256=digest, attempts=tries, seconds=seconds, columns=columns
+    )
 
 
 def main() -> None:

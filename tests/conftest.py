@@ -30,8 +30,20 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 def titanic_rows(n: int = 120, seed: int = 0) -> list[list[str]]:
     """Titanic-shaped rows (header first): ids, quoted names with commas and quotes, nulls."""
     rng = random.Random(seed)
-    header = ["PassengerId", "Survived", "Pclass", "Name", "Sex", "Age", "SibSp", "Parch",
-              "Ticket", "Fare", "Cabin", "Embarked"]
+    header = [
+        "PassengerId",
+        "Survived",
+        "Pclass",
+        "Name",
+        "Sex",
+        "Age",
+        "SibSp",
+        "Parch",
+        "Ticket",
+        "Fare",
+        "Cabin",
+        "Embarked",
+    ]
     rows = [header]
     for i in range(1, n + 1):
         pclass = rng.choice([1, 2, 3])
@@ -40,14 +52,35 @@ def titanic_rows(n: int = 120, seed: int = 0) -> list[list[str]]:
         if age and rng.random() < 0.2:
             age = f"{rng.randint(1, 70)}.5"
         fare = f"{rng.uniform(5, 120):.4f}"
-        survived = int((sex == "female") ^ (rng.random() < 0.2) or (pclass == 1 and rng.random() < 0.3))
-        name = rng.choice(['Braund, Mr. Owen Harris', 'Cumings, Mrs. John Bradley (Florence)',
-                           'Nasser, Mrs. Nicholas ("Adele Achem")', 'Heikkinen, Miss. Laina'])
+        survived = int(
+            (sex == "female") ^ (rng.random() < 0.2) or (pclass == 1 and rng.random() < 0.3)
+        )
+        name = rng.choice(
+            [
+                "Braund, Mr. Owen Harris",
+                "Cumings, Mrs. John Bradley (Florence)",
+                'Nasser, Mrs. Nicholas ("Adele Achem")',
+                "Heikkinen, Miss. Laina",
+            ]
+        )
         cabin = rng.choice(["C85", "C123", "E46", "B96 B98"]) if rng.random() < 0.6 else ""
         embarked = rng.choice(["S", "C", "Q"]) if rng.random() < 0.97 else ""
-        rows.append([str(i), str(survived), str(pclass), name, sex, age, str(rng.randint(0, 3)),
-                     str(rng.randint(0, 2)), f"A/5 {rng.randint(1000, 99999)}", fare, cabin,
-                     embarked])
+        rows.append(
+            [
+                str(i),
+                str(survived),
+                str(pclass),
+                name,
+                sex,
+                age,
+                str(rng.randint(0, 3)),
+                str(rng.randint(0, 2)),
+                f"A/5 {rng.randint(1000, 99999)}",
+                fare,
+                cabin,
+                embarked,
+            ]
+        )
     return rows
 
 
@@ -108,8 +141,9 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "status":
             return self._send(int(parts[1]), b"error page", "text/plain")
         if kind == "html":
-            return self._send(200, b"<!DOCTYPE html><html><body>login</body></html>",
-                              "text/html; charset=utf-8")
+            return self._send(
+                200, b"<!DOCTYPE html><html><body>login</body></html>", "text/html; charset=utf-8"
+            )
         if kind in ("flaky", "truncate"):
             key, n, name = parts[1], int(parts[2]), "/".join(parts[3:])
             with server.lock:
@@ -189,13 +223,19 @@ class Workflow:
     def __init__(self, path: Path):
         self.path = path
         self.db = path / "mlflow.db"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "SNAKEFLOW_"))}
+        self.env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "SNAKEFLOW_"))
+        }
         self.env["MLFLOW_TRACKING_URI"] = f"sqlite:///{self.db}"
 
     def run(self, *args: str, check: bool = True, timeout: float = 600) -> Result:
         proc = subprocess.run(
             [SNAKEMAKE, "--cores", "2", *args],
-            cwd=self.path, env=self.env, capture_output=True, text=True, timeout=timeout,
+            cwd=self.path,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         result = Result(proc.returncode, proc.stdout + proc.stderr)
         if check and proc.returncode != 0:

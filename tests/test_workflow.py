@@ -101,13 +101,17 @@ def test_targets_by_file_and_by_step_name(workflow, titanic_url):
 
 
 def test_dataset_and_target_from_config(workflow, http_server, tmp_path):
-    rows = [["id", "colour", "size"], ["1", "red", "3"], ["2", "", "4"], ["3", "blue", "NA"],
-            ["4", "green", "5"]]
+    rows = [
+        ["id", "colour", "size"],
+        ["1", "red", "3"],
+        ["2", "", "4"],
+        ["3", "blue", "NA"],
+        ["4", "green", "5"],
+    ]
     path = tmp_path / "shapes.csv"
     path.write_bytes(to_csv(rows))
     for url in (str(path), f"file://{path}"):
-        workflow.run("--forceall", "--config", f"data_url={url}", "dataset=shapes",
-                     "target=colour")
+        workflow.run("--forceall", "--config", f"data_url={url}", "dataset=shapes", "target=colour")
         out = workflow.path / "data/clean/shapes.csv"
         assert out.read_text() == "id,colour,size\n1,red,3\n4,green,5\n"
 
@@ -126,9 +130,10 @@ def test_parent_records_config_without_secrets(workflow, http_server):
     workflow.run("--config", f"data_url={secret_url}")
     (parent,) = workflow.runs("tags.`snakeflow.kind` = 'invocation'")
     config = json.loads(
-        (workflow.client().download_artifacts(parent.info.run_id, "config.json",
-                                              str(workflow.path / "dl"))
-         and (workflow.path / "dl/config.json").read_text())
+        workflow.client().download_artifacts(
+            parent.info.run_id, "config.json", str(workflow.path / "dl")
+        )
+        and (workflow.path / "dl/config.json").read_text()
     )
     assert "hunter2" not in config["data_url"] and "s3cr3t" not in config["data_url"]
     for run in workflow.runs():

@@ -179,9 +179,9 @@ class StepRun:
         sha256: str | None = None,
     ) -> str:
         """Log a dataset input (a local file or a URL, recorded redacted) with its digest."""
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
         from mlflow.data.http_dataset_source import HTTPDatasetSource
         from mlflow.data.meta_dataset import MetaDataset
-        from mlflow.data.dataset_source_registry import resolve_dataset_source
 
         text = str(source)
         if text.startswith(("http://", "https://")):

@@ -13,8 +13,48 @@ from pathlib import Path
 
 from . import urls
 
+_TYPES = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
+
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
+
+
+def coerce_cli_values(config: dict, schema_path: str | os.PathLike[str]) -> dict:
+    """Give nested ``--config`` values their schema types before validation.
+
+    Snakemake reads ``--config download="{attempts: 2}"`` with YAML's BaseLoader, so nested
+    scalars arrive as strings ("2"). Where the schema asks for a number, boolean or null
+    and the string reads as one in YAML, use that value; anything else is left for the
+    schema to reject with its usual message.
+    """
+    import yaml  # already imported by Snakemake itself
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+
+    def walk(value, sub):
+        if isinstance(value, dict):
+            props = sub.get("properties", {})
+            return {k: walk(v, props.get(k, {})) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, sub.get("items", {})) for v in value]
+        wanted = sub.get("type", [])
+        wanted = [wanted] if isinstance(wanted, str) else wanted
+        kinds = tuple(t for w in wanted if w in _TYPES for t in _flat(_TYPES[w]))
+        if isinstance(value, str) and kinds and "string" not in wanted:
+            try:
+                parsed = yaml.safe_load(value)
+            except yaml.YAMLError:
+                return value
+            if isinstance(parsed, kinds) and not (isinstance(parsed, bool) and bool not in kinds):
+                return parsed
+        return value
+
+    config.update(walk(dict(config), schema))
+    return config
+
+
+def _flat(kind) -> tuple:
+    return kind if isinstance(kind, tuple) else (kind,)
 
 
 def tracking_uri(config: dict, workdir: str | os.PathLike[str] = ".") -> str:

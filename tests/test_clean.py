@@ -1,0 +1,165 @@
+"""clean_csv: rows kept byte for byte, pandas' null semantics, malformed input refused."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pandas as pd
+import pytest
+from clean import NA_VALUES, clean_csv
+from conftest import expected_clean, titanic_rows, to_csv
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from snakeflow.errors import UserError
+
+
+def run(tmp_path, data: bytes | str, **kwargs):
+    src, dst = tmp_path / "in.csv", tmp_path / "out" / "out.csv"
+    src.write_bytes(data.encode() if isinstance(data, str) else data)
+    stats = clean_csv(src, dst, **kwargs)
+    return stats, dst.read_bytes().decode()
+
+
+def test_default_drops_rows_with_any_null(tmp_path):
+    rows = titanic_rows(200)
+    stats, out = run(tmp_path, to_csv(rows), target="Survived")
+    assert out.encode() == to_csv(expected_clean(rows))
+    assert stats.rows_in == 200
+    assert stats.rows_out + stats.dropped_nulls == stats.rows_in
+    assert stats.nulls["Age"] == sum(1 for r in rows[1:] if r[5] == "")
+
+
+def test_kept_rows_are_unchanged(tmp_path):
+    data = (
+        "id,age,name,note\r\n"
+        '1,22,"Braund, Mr. Owen ""Harris""",x\r\n'
+        '2,,"Dropped, Mr.",y\r\n'
+        '3,22.0,"multi\r\nline",z\r\n'
+        '4,007,plain,"quoted"\r\n'
+    )
+    stats, out = run(tmp_path, data)
+    assert out == data.replace('2,,"Dropped, Mr.",y\r\n', "")
+    assert stats.rows_out == 3
+
+
+def test_bom_and_missing_final_newline(tmp_path):
+    data = "\ufeffa,b\n1,2\n,3\n4,5"
+    _, out = run(tmp_path, data, target="a")
+    assert out == "\ufeffa,b\n1,2\n4,5\n"
+
+
+def test_pandas_na_spellings(tmp_path):
+    data = "a,b\n" + "".join(f"{v},1\n" for v in sorted(NA_VALUES)) + "keep,1\n NA,1\n"
+    stats, out = run(tmp_path, data)
+    assert out == "a,b\nkeep,1\n NA,1\n"
+    assert stats.dropped_nulls == len(NA_VALUES)
+
+
+@pytest.mark.parametrize(
+    ("dropna", "kept"),
+    [
+        ("any", ["1,2,3"]),
+        ("all", ["1,2,3", "1,,", ",,3"]),
+        ("none", ["1,2,3", "1,,", ",,", ",,3"]),
+        (["a"], ["1,2,3", "1,,"]),
+        (["b", "c"], ["1,2,3"]),
+    ],
+)
+def test_null_rules(tmp_path, dropna, kept):
+    _, out = run(tmp_path, "a,b,c\n1,2,3\n1,,\n,,\n,,3\n", dropna=dropna)
+    assert out.splitlines()[1:] == kept
+
+
+def test_drop_columns_then_nulls_and_duplicates(tmp_path):
+    data = 'id,cabin,name,age\n1,,"Smith, J",22\n2,C1,"Smith, J",22\n3,,"Doe",\n'
+    stats, out = run(tmp_path, data, drop_columns=["cabin", "id", "nope"], drop_duplicates=True)
+    assert out == 'name,age\n"Smith, J",22\n'
+    assert (stats.rows_in, stats.rows_out, stats.dropped_nulls, stats.dropped_duplicates) == (
+        3,
+        1,
+        1,
+        1,
+    )
+    assert (stats.columns_in, stats.columns_out) == (4, 2)
+
+
+@pytest.mark.parametrize(
+    ("data", "kwargs", "message"),
+    [
+        ("a,b\n1,2\n", {"target": "label"}, "target column 'label' is not in"),
+        ("a,b\n1,2\n", {"target": "a", "drop_columns": ["a"]}, "drop_columns removes the target"),
+        ("a,b\n1,2\n", {"dropna": ["zz"]}, "clean.dropna names columns"),
+        ("a,b\n,2\n1,\n", {}, "clean left no rows"),
+        ("a,b\n", {}, "clean left no rows"),
+        ("", {}, "no header"),
+        ("a,a\n1,2\n", {}, "duplicate column names"),
+        ("a,b\n1,2\n3,4,5\n", {}, "line 3: expected 2 fields, found 3"),
+        ('a,b\n1,"unterminated\n', {}, "not (a )?well-formed CSV"),
+        (b"a,b\n\xe9,1\n", {}, "not UTF-8"),
+    ],
+)
+def test_malformed_or_wrong_input(tmp_path, data, kwargs, message):
+    with pytest.raises(UserError, match=message):
+        run(tmp_path, data, **kwargs)
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+cell = st.one_of(
+    st.sampled_from(sorted(NA_VALUES)),
+    st.text(
+        alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00\r"),
+        max_size=12,
+    ),
+    st.sampled_from(["a,b", 'say "hi"', "two\nlines", "22", "22.0", " NA", "ünï", "x" * 300]),
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    ncols=st.integers(1, 4),
+    data=st.data(),
+    ending=st.sampled_from(["\n", "\r\n"]),
+    bom=st.booleans(),
+)
+def test_property_matches_pandas_and_keeps_rows(tmp_path, ncols, data, ending, bom):
+    header = [f"c{i}" for i in range(ncols)]
+    rows = data.draw(st.lists(st.lists(cell, min_size=ncols, max_size=ncols), max_size=12))
+    rows = [r for r in rows if any(v != "" for v in r) or ncols > 1]  # a lone "" is a blank line
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator=ending).writerows([header, *rows])
+    text = ("\ufeff" if bom else "") + buf.getvalue()
+    src = tmp_path / "p.csv"
+    src.write_bytes(text.encode())
+    dst = tmp_path / "p-out.csv"
+    dst.unlink(missing_ok=True)  # tmp_path is shared by the examples
+    frame = pd.read_csv(src, dtype=str, keep_default_na=True, skip_blank_lines=False)
+    expect = [row for row, null in zip(rows, frame.isna().any(axis=1)) if not null]
+    try:
+        stats = clean_csv(src, dst)
+    except UserError as exc:
+        assert not expect, exc  # only an all-dropped result may fail
+        assert not dst.exists()
+        return
+    assert stats.rows_in == len(rows)
+    assert stats.rows_out + stats.dropped_nulls == stats.rows_in
+    out = dst.read_bytes().decode()
+    assert list(csv.reader(io.StringIO(out.removeprefix("\ufeff")))) == [header, *expect]
+    # each kept row is the exact input bytes of that row
+    first_line = text.split(ending, 1)[0] + ending
+    assert out.startswith(first_line)
+    assert out == first_line + "".join(_raw(r, ending) for r in expect)
+
+
+def _raw(row, ending):
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator=ending).writerow(row)
+    return buf.getvalue()
+
+
+def test_na_values_are_pandas_defaults():
+    from pandas._libs.parsers import STR_NA_VALUES
+
+    assert set(STR_NA_VALUES) == NA_VALUES

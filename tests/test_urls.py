@@ -1,0 +1,60 @@
+"""Data sources and redaction."""
+
+import pytest
+from snakeflow import urls
+from snakeflow.errors import UserError
+
+
+@pytest.mark.parametrize(
+    ("url", "kind", "location"),
+    [
+        ("https://example.org/a.csv", "http", "https://example.org/a.csv"),
+        ("http://127.0.0.1:8000/x.csv?x=1", "http", "http://127.0.0.1:8000/x.csv?x=1"),
+        ("file:///tmp/a%20b.csv", "file", "/tmp/a b.csv"),
+        ("file://localhost/tmp/a.csv", "file", "/tmp/a.csv"),
+        ("data/my.csv", "file", "data/my.csv"),
+        ("/abs/path.csv", "file", "/abs/path.csv"),
+    ],
+)
+def test_parse_source(url, kind, location):
+    assert urls.parse_source(url) == urls.Source(kind, location)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://host/a.csv",
+        "s3://bucket/a.csv",
+        "javascript:alert(1)",
+        "file://remote/a.csv",
+        "http:///nohost.csv",
+    ],
+)
+def test_unsupported_sources_are_refused(url):
+    with pytest.raises(UserError, match="data_url"):
+        urls.parse_source(url)
+
+
+def test_redact_hides_credentials_and_signatures():
+    url = (
+        "https://bob:pa55@bucket.example.com/d.csv?X-Amz-Signature=abc123&X-Amz-Credential=AKIA9"
+        "&token=T0K3N&sig=zzz&api_key=k1&version=3"
+    )
+    red = urls.redact(url)
+    for secret in ("bob", "pa55", "abc123", "AKIA9", "T0K3N", "zzz", "k1"):
+        assert secret not in red
+    assert red.startswith("https://REDACTED@bucket.example.com/d.csv?")
+    assert "version=3" in red
+    assert urls.redact("data/raw.csv") == "data/raw.csv"
+
+
+def test_url_digest_is_stable_and_distinct():
+    assert urls.url_digest("a") == urls.url_digest("a") != urls.url_digest("b")
+    assert len(urls.url_digest("a")) == 64
+
+
+def test_env_overrides_config(monkeypatch):
+    monkeypatch.setenv("SNAKEFLOW_DATA_URL", "https://secret.example/x.csv")
+    assert urls.data_url({"data_url": "x.csv"}) == "https://secret.example/x.csv"
+    monkeypatch.delenv("SNAKEFLOW_DATA_URL")
+    assert urls.data_url({"data_url": "x.csv"}) == "x.csv"
