@@ -1,6 +1,7 @@
 """snakeflow: an MLflow-tracked ML pipeline as a Snakemake workflow.
 
-download -> clean; every job is one MLflow run nested under the invocation's parent run.
+download -> clean -> split -> train (one job per model) -> evaluate -> register -> predict;
+every job is one MLflow run nested under the invocation's parent run.
 """
 
 from snakemake.utils import min_version, validate
@@ -18,6 +19,15 @@ validate(config, "schemas/config.schema.yaml")
 sf.export_tracking_env(config)
 
 DATASET = config["dataset"]
+MODELS = sorted(config["models"])
+RESULTS = f"results/{DATASET}"
+
+
+report: "report/workflow.rst"
+
+
+wildcard_constraints:
+    model=sf.one_of(MODELS),
 
 
 envvars:
@@ -28,7 +38,7 @@ envvars:
 rule all:
     default_target: True
     input:
-        f"data/clean/{DATASET}.csv",
+        f"{RESULTS}/predictions.csv",
 
 
 rule download:
@@ -72,6 +82,133 @@ rule clean:
         drop_duplicates=config["clean"]["drop_duplicates"],
     script:
         "scripts/clean.py"
+
+
+rule split:
+    input:
+        csv=rules.clean.output.csv,
+    output:
+        train=f"data/split/{DATASET}/train.csv",
+        test=f"data/split/{DATASET}/test.csv",
+    log:
+        f"logs/split/{DATASET}.log",
+    benchmark:
+        f"benchmarks/split/{DATASET}.tsv"
+    conda:
+        "envs/split.yaml"
+    params:
+        target=config["target"],
+        test_size=config["split"]["test_size"],
+        seed=config["split"]["seed"],
+    script:
+        "scripts/split.py"
+
+
+rule train:
+    input:
+        csv=rules.split.output.train,
+    output:
+        model=directory(f"{RESULTS}/models/{{model}}"),
+    log:
+        f"logs/train/{DATASET}/{{model}}.log",
+    benchmark:
+        f"benchmarks/train/{DATASET}/{{model}}.tsv"
+    conda:
+        "envs/train.yaml"
+    threads: config["train"]["threads"]
+    params:
+        target=config["target"],
+        estimator=sf.model_setting(config, "estimator"),
+        model_params=sf.model_setting(config, "params"),
+        drop=config["features"]["drop"],
+        infer_drop=config["features"]["infer_drop"],
+        seed=config["split"]["seed"],
+    script:
+        "scripts/train.py"
+
+
+rule evaluate:
+    input:
+        model=rules.train.output.model,
+        test=rules.split.output.test,
+    output:
+        metrics=f"{RESULTS}/metrics/{{model}}.json",
+        confusion=report(
+            f"{RESULTS}/plots/{{model}}/confusion_matrix.png",
+            caption="report/confusion.rst",
+            category="Evaluation",
+            subcategory="{model}",
+        ),
+        roc=report(
+            f"{RESULTS}/plots/{{model}}/roc.png",
+            caption="report/roc.rst",
+            category="Evaluation",
+            subcategory="{model}",
+        ),
+        pr=report(
+            f"{RESULTS}/plots/{{model}}/pr.png",
+            caption="report/pr.rst",
+            category="Evaluation",
+            subcategory="{model}",
+        ),
+    log:
+        f"logs/evaluate/{DATASET}/{{model}}.log",
+    benchmark:
+        f"benchmarks/evaluate/{DATASET}/{{model}}.tsv"
+    conda:
+        "envs/evaluate.yaml"
+    params:
+        target=config["target"],
+    script:
+        "scripts/evaluate.py"
+
+
+rule register:
+    input:
+        metrics=expand(rules.evaluate.output.metrics, model=MODELS),
+        models=expand(rules.train.output.model, model=MODELS),
+    output:
+        registration=report(
+            f"{RESULTS}/registration.json",
+            caption="report/registration.rst",
+            category="Registration",
+        ),
+        table=report(
+            f"{RESULTS}/metrics.tsv",
+            caption="report/metrics.rst",
+            category="Evaluation",
+        ),
+    log:
+        f"logs/register/{DATASET}.log",
+    conda:
+        "envs/register.yaml"
+    params:
+        model_name=sf.model_name(config),
+        metric=config["register"]["metric"],
+        threshold=config["register"]["threshold"],
+        alias=config["register"]["alias"],
+    script:
+        "scripts/register.py"
+
+
+rule predict:
+    input:
+        registration=rules.register.output.registration,
+        csv=sf.predict_input(config, rules.split.output.test),
+    output:
+        predictions=f"{RESULTS}/predictions.csv",
+    log:
+        f"logs/predict/{DATASET}.log",
+    benchmark:
+        f"benchmarks/predict/{DATASET}.tsv"
+    conda:
+        "envs/predict.yaml"
+    params:
+        model_name=sf.model_name(config),
+        alias=config["register"]["alias"],
+        target=config["target"],
+    script:
+        "scripts/predict.py"
 
 
 onstart:

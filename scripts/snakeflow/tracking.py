@@ -170,6 +170,18 @@ class StepRun:
     def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None):
         mlflow.log_artifact(str(path), artifact_path)
 
+    def log_model_metrics(
+        self, run_id: str, model_id: str | None, metrics: Mapping[str, float]
+    ) -> None:
+        """Log metrics to this run, and to the run that trained ``model_id``, linked to it."""
+        mlflow.log_metrics(dict(metrics), model_id=model_id)
+        if run_id != self.run_id:
+            mlflow.log_metrics(dict(metrics), run_id=run_id, model_id=model_id)
+
+    def log_artifact_to(self, run_id: str, path: str | os.PathLike[str], artifact_path: str):
+        """Log a file to another (finished) run, e.g. plots to the model's training run."""
+        MlflowClient(tracking_uri()).log_artifact(run_id, str(path), artifact_path)
+
     def log_input(
         self,
         source: str | os.PathLike[str],

@@ -90,6 +90,38 @@ def data_url_digest(config: dict) -> str:
     return urls.url_digest(urls.data_url(config))
 
 
+def one_of(names) -> str:
+    """A wildcard constraint that matches exactly the given names."""
+    import re
+
+    return "|".join(re.escape(n) for n in sorted(names))
+
+
+def model_setting(config: dict, key: str):
+    """Input function for a train param: ``models.<wildcards.model>.<key>`` from config.
+
+    Passing each model's own settings as params makes a change to one model's settings
+    retrain only that model.
+    """
+
+    def setting(wildcards):
+        spec = config["models"][wildcards.model]
+        return spec.get(key, {}) if key == "params" else spec[key]
+
+    return setting
+
+
+def model_name(config: dict) -> str:
+    """Registered model name: ``register.model_name``, else the dataset name."""
+    return config["register"]["model_name"] or config["dataset"]
+
+
+def predict_input(config: dict, default: str) -> str:
+    """The CSV predict scores: ``predict_url`` (a local path or file:// URL) or ``default``."""
+    url = config["predict_url"]
+    return (urls.local_path(url) or url) if url else default
+
+
 def start_invocation(workflow, config: dict) -> None:
     """onstart hook: open this invocation's parent MLflow run and hand its id to the jobs."""
     from . import tracking

@@ -1,0 +1,141 @@
+"""evaluate: score one trained model on the test split; metrics JSON and plots."""
+
+import sys
+
+if __name__ == "__main__":
+    sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+from sklearn.preprocessing import label_binarize
+from snakeflow import models, tracking
+from snakeflow.errors import UserError, run_main
+from snakeflow.fileio import atomic_path
+
+METRICS = ("accuracy", "balanced_accuracy", "f1", "roc_auc", "log_loss")
+
+
+def compute_metrics(y_true, y_pred, proba: np.ndarray, classes) -> dict[str, float]:
+    """Accuracy, balanced accuracy, F1, ROC AUC and log loss of one model's predictions.
+
+    Binary: F1 and ROC AUC of the second class (``classes[1]``, e.g. "1" or "yes").
+    Multiclass: macro F1 and one-vs-rest macro ROC AUC. A metric that is undefined for
+    this test set (e.g. ROC AUC when it holds a single class) is NaN.
+    """
+    classes = list(classes)
+    y_true = np.asarray(y_true)
+    out = {
+        "accuracy": skm.accuracy_score(y_true, y_pred),
+        "balanced_accuracy": skm.balanced_accuracy_score(y_true, y_pred),
+    }
+    binary = len(classes) == 2
+    if binary:
+        out["f1"] = skm.f1_score(y_true, y_pred, pos_label=classes[1], zero_division=0)
+    else:
+        out["f1"] = skm.f1_score(y_true, y_pred, average="macro", labels=classes, zero_division=0)
+    try:
+        if binary:
+            out["roc_auc"] = skm.roc_auc_score(y_true == classes[1], proba[:, 1])
+        else:
+            out["roc_auc"] = skm.roc_auc_score(
+                y_true, proba, multi_class="ovr", average="macro", labels=classes
+            )
+    except ValueError:
+        out["roc_auc"] = math.nan
+    out["log_loss"] = skm.log_loss(y_true, proba, labels=classes)
+    return {k: float(v) for k, v in out.items()}
+
+
+def plot_curves(y_true, y_pred, proba, classes, name: str, confusion: Path, roc: Path, pr: Path):
+    """Confusion matrix, ROC and precision-recall curves (one-vs-rest per class) as PNGs."""
+    classes = list(classes)
+    y_true = np.asarray(y_true)
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    skm.ConfusionMatrixDisplay.from_predictions(
+        y_true, y_pred, labels=classes, ax=ax, colorbar=False
+    )
+    ax.set_title(f"{name}: confusion matrix (test split)")
+    _save(fig, confusion)
+    shown = classes[1:] if len(classes) == 2 else classes
+    onehot = label_binarize(y_true, classes=classes)
+    if len(classes) == 2:
+        onehot = np.hstack([1 - onehot, onehot])
+    for path, kind in ((roc, "roc"), (pr, "pr")):
+        fig, ax = plt.subplots(figsize=(5, 4.5))
+        for cls in shown:
+            i = classes.index(cls)
+            if onehot[:, i].min() == onehot[:, i].max():
+                continue  # class absent (or alone) in the test split: no curve
+            if kind == "roc":
+                skm.RocCurveDisplay.from_predictions(
+                    onehot[:, i], proba[:, i], ax=ax, name=f"class {cls}"
+                )
+            else:
+                skm.PrecisionRecallDisplay.from_predictions(
+                    onehot[:, i], proba[:, i], ax=ax, name=f"class {cls}"
+                )
+        ax.set_title(f"{name}: {'ROC' if kind == 'roc' else 'precision-recall'} (test split)")
+        _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def evaluate_model(model_dir: Path, test_csv: Path, target: str):
+    """The model in ``model_dir`` on ``test_csv``: (y_true, y_pred, proba, classes)."""
+    pipeline = models.load_local(model_dir)
+    frame = pd.read_csv(test_csv, converters={target: str})
+    if target not in frame.columns:
+        raise UserError(f"target column '{target}' is not in {test_csv}; check target")
+    y_true = frame[target]
+    features = frame.drop(columns=[target])
+    classes = list(pipeline.classes_)
+    return y_true, pipeline.predict(features), pipeline.predict_proba(features), classes
+
+
+def main() -> None:
+    out = snakemake.output
+    name = snakemake.wildcards.model
+    with tracking.step(snakemake) as run:
+        record = models.ModelRecord.load(snakemake.input.model)
+        test_csv = Path(snakemake.input.test)
+        run.log_input(test_csv, name=snakemake.config["dataset"], context="test")
+        y_true, y_pred, proba, classes = evaluate_model(
+            Path(snakemake.input.model), test_csv, snakemake.params.target
+        )
+        scores = compute_metrics(y_true, y_pred, proba, classes)
+        plot_curves(
+            y_true, y_pred, proba, classes, name, Path(out.confusion), Path(out.roc), Path(out.pr)
+        )
+        result = {
+            "model": name,
+            "metrics": {k: (None if math.isnan(v) else v) for k, v in scores.items()},
+            "test_rows": len(y_true),
+            "classes": [str(c) for c in classes],
+            **{f"mlflow_{k}": v for k, v in vars(record).items() if k != "name"},
+        }
+        with atomic_path(out.metrics) as tmp:
+            tmp.write_text(json.dumps(result, indent=2) + "\n")
+        finite = {k: v for k, v in scores.items() if not math.isnan(v)}
+        run.log_metrics(finite)
+        run.log_model_metrics(record.run_id, record.model_id, finite)
+        for path in (out.confusion, out.roc, out.pr):
+            run.log_artifact(path, "plots")
+            run.log_artifact_to(record.run_id, path, "evaluation")
+        run.set_tags({"snakeflow.model": name, "snakeflow.model_id": record.model_id})
+
+
+if __name__ == "__main__":
+    run_main(main)
