@@ -15,10 +15,11 @@ from pathlib import Path
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
 from snakeflow import tracking, urls
 from snakeflow.errors import UserError, run_main
 from snakeflow.fileio import CHUNK, atomic_path
-from urllib3.util.retry import Retry
 
 RETRY_STATUS = (429, 500, 502, 503, 504)
 SNIFF_BYTES = 64 * 1024

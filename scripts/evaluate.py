@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 from sklearn.preprocessing import label_binarize
+
 from snakeflow import models, tracking
 from snakeflow.errors import UserError, run_main
 from snakeflow.fileio import atomic_path

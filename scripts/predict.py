@@ -8,6 +8,7 @@ if __name__ == "__main__":
 from pathlib import Path
 
 import pandas as pd
+
 from snakeflow import models, tracking
 from snakeflow.errors import UserError, run_main
 from snakeflow.fileio import atomic_path
@@ -44,7 +45,7 @@ def main() -> None:
         run.log_input(src, name=snakemake.config["dataset"], context="predict")
         rows = predict_csv(pipeline, src, Path(snakemake.output.predictions), target=params.target)
         version = models.champion_version(params.model_name, params.alias)
-        run.set_tags({"snakeflow.model_uri": uri, "snakeflow.model_version": version.version})
+        run.set_tags({"snakeflow.model_uri": uri, "snakeflow.model_version": str(version.version)})
         run.log_metrics({"rows": rows})
 
 

@@ -107,7 +107,7 @@ def main() -> None:
             current = models.champion_version(decision.model_name, decision.alias)
             decision.mlflow = {"run_id": record.run_id, "model_id": record.model_id}
             if current is not None and current.tags.get("snakeflow.model_id") == record.model_id:
-                decision.version = current.version
+                decision.version = str(current.version)
                 decision.reason += f"; already {decision.alias} (version {current.version})"
             else:
                 version = models.register(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sklearn.model_selection import train_test_split
+
 from snakeflow import tracking
 from snakeflow.csvio import RawCsv
 from snakeflow.errors import UserError, run_main

@@ -18,11 +18,13 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
 from snakeflow import models, tracking
 from snakeflow.errors import UserError, run_main
 from snakeflow.fileio import atomic_path
 
 ID_NAME = re.compile(r"(^|[_\s-])id$|^id[_\s-]|^index$|^unnamed: ?0$", re.IGNORECASE)
+CAMEL_ID = re.compile(r"[a-z0-9](Id|ID)$")  # PassengerId, userID
 
 
 @dataclass
@@ -58,7 +60,7 @@ def plan_features(
             continue
         is_number = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
         unique = values.nunique(dropna=True)
-        if infer and ID_NAME.search(str(col)):
+        if infer and (ID_NAME.search(str(col)) or CAMEL_ID.search(str(col))):
             dropped[col] = "id-like name"
         elif (
             infer

@@ -18,9 +18,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "schemas", "envs", "scripts")
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "schemas", "envs", "scripts", "report")
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
@@ -93,6 +94,31 @@ def to_csv(rows: list[list[str]], lineterminator: str = "\n") -> bytes:
 def expected_clean(rows: list[list[str]]) -> list[list[str]]:
     """Rows the default clean keeps: those without an empty field."""
     return [rows[0]] + [r for r in rows[1:] if all(v != "" for v in r)]
+
+
+def flower_rows(n: int = 150, seed: int = 1) -> list[list[str]]:
+    """A multiclass dataset unlike Titanic: string labels, an id, free text, missing values."""
+    rng = random.Random(seed)
+    header = ["flower_id", "petal_length", "petal_width", "stem_cm", "colour", "notes", "species"]
+    centres = {"setosa": (1.5, 0.3, 20), "versicolor": (4.3, 1.3, 35), "virginica": (5.6, 2.0, 50)}
+    colours = {"setosa": "white", "versicolor": "blue", "virginica": "purple"}
+    rows = [header]
+    for i in range(n):
+        species = list(centres)[i % 3]
+        length, width, stem = centres[species]
+        colour = colours[species] if rng.random() < 0.7 else rng.choice(list(colours.values()))
+        rows.append(
+            [
+                str(1000 + i),
+                "" if rng.random() < 0.1 else f"{rng.gauss(length, 0.4):.1f}",
+                f"{rng.gauss(width, 0.2):.1f}",
+                str(int(rng.gauss(stem, 6))),
+                "" if rng.random() < 0.1 else colour,
+                f"picked on day {i} near plot {rng.randint(1, 10**6)}",
+                species,
+            ]
+        )
+    return rows
 
 
 def sha256(path: Path) -> str:
@@ -228,9 +254,16 @@ class Workflow:
         }
         self.env["MLFLOW_TRACKING_URI"] = f"sqlite:///{self.db}"
 
-    def run(self, *args: str, check: bool = True, timeout: float = 600) -> Result:
+    def configure(self, **changes) -> None:
+        """Change top-level keys of this copy's config.yaml (as a user would edit it)."""
+        path = self.path / "config.yaml"
+        config = yaml.safe_load(path.read_text())
+        config.update(changes)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def run(self, *args: str, check: bool = True, timeout: float = 600, cores: int = 2) -> Result:
         proc = subprocess.run(
-            [SNAKEMAKE, "--cores", "2", *args],
+            [SNAKEMAKE, "--cores", str(cores), *args],
             cwd=self.path,
             env=self.env,
             capture_output=True,

@@ -7,10 +7,11 @@ import io
 
 import pandas as pd
 import pytest
-from clean import NA_VALUES, clean_csv
-from conftest import expected_clean, titanic_rows, to_csv
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from clean import NA_VALUES, clean_csv
+from conftest import expected_clean, titanic_rows, to_csv
 from snakeflow.errors import UserError
 
 

@@ -6,6 +6,7 @@ import hashlib
 import socket
 
 import pytest
+
 from conftest import titanic_rows, to_csv
 from download import check_csv, download_csv
 from snakeflow.errors import UserError

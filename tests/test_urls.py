@@ -1,6 +1,7 @@
 """Data sources and redaction."""
 
 import pytest
+
 from snakeflow import urls
 from snakeflow.errors import UserError
 

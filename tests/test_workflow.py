@@ -8,7 +8,7 @@ from conftest import expected_clean, sha256, titanic_rows, to_csv
 
 
 def test_full_run_files_and_runs(workflow, titanic_url):
-    result = workflow.run("--config", f"data_url={titanic_url}")
+    result = workflow.run("clean", "--config", f"data_url={titanic_url}")
     assert sorted(result.ran) == ["clean", "download"]
 
     raw = workflow.path / "data/raw/titanic.csv"
@@ -55,17 +55,17 @@ def test_full_run_files_and_runs(workflow, titanic_url):
 
 
 def test_nothing_changed_runs_nothing_and_records_nothing(workflow, titanic_url):
-    workflow.run("--config", f"data_url={titanic_url}")
+    workflow.run("clean", "--config", f"data_url={titanic_url}")
     before = len(workflow.runs())
-    again = workflow.run("--config", f"data_url={titanic_url}")
+    again = workflow.run("clean", "--config", f"data_url={titanic_url}")
     assert again.ran == []
     assert "Nothing to be done" in again.output
     assert len(workflow.runs()) == before
 
 
 def test_clean_setting_reruns_clean_only(workflow, titanic_url):
-    workflow.run("--config", f"data_url={titanic_url}")
-    changed = workflow.run("--config", f"data_url={titanic_url}", "clean={dropna: all}")
+    workflow.run("clean", "--config", f"data_url={titanic_url}")
+    changed = workflow.run("clean", "--config", f"data_url={titanic_url}", "clean={dropna: all}")
     assert changed.ran == ["clean"]
     assert len(workflow.job_runs("download")) == 1
     assert len(workflow.job_runs("clean")) == 2
@@ -74,16 +74,16 @@ def test_clean_setting_reruns_clean_only(workflow, titanic_url):
 
 
 def test_script_edit_reruns_its_step_only(workflow, titanic_url):
-    workflow.run("--config", f"data_url={titanic_url}")
+    workflow.run("clean", "--config", f"data_url={titanic_url}")
     script = workflow.path / "scripts/clean.py"
     script.write_text(script.read_text() + "\n# an edit\n")
-    assert workflow.run("--config", f"data_url={titanic_url}").ran == ["clean"]
+    assert workflow.run("clean", "--config", f"data_url={titanic_url}").ran == ["clean"]
 
 
 def test_changed_data_url_reruns_download(workflow, http_server, titanic_url):
-    workflow.run("--config", f"data_url={titanic_url}")
+    workflow.run("clean", "--config", f"data_url={titanic_url}")
     other = http_server.publish("other/titanic.csv", to_csv(titanic_rows(60, seed=3)))
-    result = workflow.run("--config", f"data_url={other}")
+    result = workflow.run("clean", "--config", f"data_url={other}")
     assert result.ran == ["download", "clean"]
     clean = (workflow.path / "data/clean/titanic.csv").read_bytes()
     assert clean == to_csv(expected_clean(titanic_rows(60, seed=3)))
@@ -111,7 +111,9 @@ def test_dataset_and_target_from_config(workflow, http_server, tmp_path):
     path = tmp_path / "shapes.csv"
     path.write_bytes(to_csv(rows))
     for url in (str(path), f"file://{path}"):
-        workflow.run("--forceall", "--config", f"data_url={url}", "dataset=shapes", "target=colour")
+        workflow.run(
+            "clean", "--forceall", "--config", f"data_url={url}", "dataset=shapes", "target=colour"
+        )
         out = workflow.path / "data/clean/shapes.csv"
         assert out.read_text() == "id,colour,size\n1,red,3\n4,green,5\n"
 
@@ -119,15 +121,15 @@ def test_dataset_and_target_from_config(workflow, http_server, tmp_path):
 def test_local_source_edit_reruns_download(workflow, tmp_path):
     path = tmp_path / "t.csv"
     path.write_bytes(to_csv(titanic_rows(40)))
-    workflow.run("--config", f"data_url={path}")
+    workflow.run("clean", "--config", f"data_url={path}")
     path.write_bytes(to_csv(titanic_rows(50)))
-    assert workflow.run("--config", f"data_url={path}").ran == ["download", "clean"]
+    assert workflow.run("clean", "--config", f"data_url={path}").ran == ["download", "clean"]
 
 
 def test_parent_records_config_without_secrets(workflow, http_server):
     url = http_server.publish("secret/titanic.csv", to_csv(titanic_rows(30)))
     secret_url = url.replace("http://", "http://alice:hunter2@") + "?token=s3cr3t&x=1"
-    workflow.run("--config", f"data_url={secret_url}")
+    workflow.run("clean", "--config", f"data_url={secret_url}")
     (parent,) = workflow.runs("tags.`snakeflow.kind` = 'invocation'")
     config = json.loads(
         workflow.client().download_artifacts(

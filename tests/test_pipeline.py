@@ -1,0 +1,217 @@
+"""The whole pipeline through real snakemake runs: grid, staleness, registry, report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import flower_rows, sha256, titanic_rows, to_csv
+
+GRID = {
+    "logreg": {"estimator": "sklearn.linear_model.LogisticRegression", "params": {"C": 1.0}},
+    "forest": {
+        "estimator": "sklearn.ensemble.RandomForestClassifier",
+        "params": {"n_estimators": 20},
+    },
+    "boost": {
+        "estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
+        "params": {"max_iter": 20},
+    },
+    "tree": {"estimator": "sklearn.tree.DecisionTreeClassifier", "params": {"max_depth": 3}},
+}
+PASSING_GATE = {"metric": "roc_auc", "threshold": 0.5}
+
+
+def read_csv(path):
+    with open(path, newline="") as fh:
+        return list(csv.reader(fh))
+
+
+def registered_versions(workflow, name):
+    return workflow.client().search_model_versions(f"name = '{name}'")
+
+
+def load_champion_in_fresh_process(workflow, name, csv_path, drop):
+    code = (
+        "import sys, mlflow, pandas as pd\n"
+        f"model = mlflow.pyfunc.load_model('models:/{name}@champion')\n"
+        f"rows = pd.read_csv({str(csv_path)!r}).drop(columns=[{drop!r}])\n"
+        "print('PRED', len(rows), sorted(set(map(str, model.predict(rows)))))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=workflow.path,
+        env=workflow.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.split("PRED", 1)[1].strip()
+
+
+def test_titanic_grid_end_to_end(fresh_workflow, http_server):
+    wf = fresh_workflow
+    rows = titanic_rows(300, seed=7)
+    url = http_server.publish("pipe/titanic.csv", to_csv(rows))
+    wf.configure(data_url=url, models=GRID, register=PASSING_GATE)
+
+    # a fresh clone: no mlflow.db yet, four models trained in parallel
+    first = wf.run(cores=4)
+    assert sorted(first.ran) == sorted(
+        ["download", "clean", "split", *["train"] * 4, *["evaluate"] * 4, "register", "predict"]
+    )
+    jobs = wf.job_runs()
+    assert len(jobs) == 13 and all(r.info.status == "FINISHED" for r in jobs)
+    (parent,) = wf.runs("tags.`snakeflow.kind` = 'invocation'")
+    assert {j.data.tags["mlflow.parentRunId"] for j in jobs} == {parent.info.run_id}
+
+    results = wf.path / "results/titanic"
+    train_rows = read_csv(wf.path / "data/split/titanic/train.csv")
+    test_rows = read_csv(wf.path / "data/split/titanic/test.csv")
+    clean_rows = read_csv(wf.path / "data/clean/titanic.csv")
+    assert train_rows[0] == test_rows[0] == clean_rows[0]
+    assert sorted(train_rows[1:] + test_rows[1:]) == sorted(clean_rows[1:])
+    assert abs(len(test_rows[1:]) - 0.25 * len(clean_rows[1:])) <= 1
+
+    metrics = {m: json.loads((results / f"metrics/{m}.json").read_text()) for m in GRID}
+    for m, result in metrics.items():
+        assert set(result["metrics"]) == {
+            "accuracy",
+            "balanced_accuracy",
+            "f1",
+            "roc_auc",
+            "log_loss",
+        }
+        for plot in ("confusion_matrix", "roc", "pr"):
+            assert (results / f"plots/{m}/{plot}.png").read_bytes()[:4] == b"\x89PNG"
+        # the same numbers are on the evaluate run and on the model's training run
+        train_run = wf.client().get_run(result["mlflow_run_id"])
+        assert train_run.data.metrics["roc_auc"] == pytest.approx(result["metrics"]["roc_auc"])
+        (eval_run,) = [
+            r for r in wf.job_runs("evaluate") if r.data.tags["snakemake.wildcards.model"] == m
+        ]
+        assert eval_run.data.metrics["accuracy"] == pytest.approx(result["metrics"]["accuracy"])
+
+    decision = json.loads((results / "registration.json").read_text())
+    best = max(metrics, key=lambda m: metrics[m]["metrics"]["roc_auc"])
+    assert decision["best"] == best and decision["passed"] and decision["registered"]
+    versions = registered_versions(wf, "titanic")
+    assert len(versions) == 1
+    champion = wf.client().get_model_version_by_alias("titanic", "champion")
+    assert str(champion.version) == decision["version"] == "1"
+
+    predictions = read_csv(results / "predictions.csv")
+    assert predictions[0] == [c for c in test_rows[0] if c != "Survived"] + [
+        "prediction",
+        "proba_0",
+        "proba_1",
+    ]
+    assert len(predictions) == len(test_rows)
+    survived = test_rows[0].index("Survived")
+    assert [r[:-3] for r in predictions[1:]] == [
+        r[:survived] + r[survived + 1 :] for r in test_rows[1:]
+    ]
+
+    # the champion loads in a fresh process and predicts on raw CSV rows (with missing values)
+    out = load_champion_in_fresh_process(
+        wf, "titanic", wf.path / "data/raw/titanic.csv", "Survived"
+    )
+    assert out.startswith(f"{len(rows) - 1} ") and "'0'" in out and "'1'" in out
+
+    # the report has the metrics table and the plots
+    report = wf.run("--report", "report.html")
+    html = (wf.path / "report.html").read_text()
+    assert "metrics.tsv" in html and "roc.png" in html and "Confusion matrix" in html, report
+
+    # nothing changed: nothing runs, nothing is registered
+    assert wf.run().ran == []
+    assert len(registered_versions(wf, "titanic")) == 1
+
+    # one model's params: that model only, then register and predict
+    grid = json.loads(json.dumps(GRID))
+    grid["tree"]["params"]["max_depth"] = 2
+    wf.configure(models=grid)
+    assert sorted(wf.run().ran) == ["evaluate", "predict", "register", "train"]
+    (retrained,) = [r for r in wf.job_runs("train") if r.info.start_time > parent.info.end_time]
+    assert retrained.data.tags["snakemake.wildcards.model"] == "tree"
+
+    # test_size: split and everything after it; back again: the same split and metrics
+    split_sha = sha256(wf.path / "data/split/titanic/test.csv")
+    forest = json.loads((results / "metrics/forest.json").read_text())["metrics"]
+    wf.configure(split={"test_size": 0.3, "seed": 42})
+    assert sorted(wf.run().ran) == sorted(
+        ["split", *["train"] * 4, *["evaluate"] * 4, "register", "predict"]
+    )
+    wf.configure(split={"test_size": 0.25, "seed": 42})
+    wf.run()
+    assert sha256(wf.path / "data/split/titanic/test.csv") == split_sha
+    again = json.loads((results / "metrics/forest.json").read_text())["metrics"]
+    assert again == forest
+
+
+def test_multiclass_string_labels_and_gate(workflow, http_server):
+    rows = flower_rows()
+    url = http_server.publish("pipe/flowers.csv", to_csv(rows))
+    models = {k: GRID[k] for k in ("logreg", "forest")}
+    workflow.configure(
+        data_url=url,
+        dataset="flowers",
+        target="species",
+        models=models,
+        register={"metric": "accuracy", "threshold": 1.01},
+    )
+
+    # a gate nobody passes: nothing registered, predict explains why
+    failed = workflow.run(check=False)
+    assert failed.returncode != 0
+    results = workflow.path / "results/flowers"
+    decision = json.loads((results / "registration.json").read_text())
+    assert not decision["passed"] and not decision["registered"]
+    assert "misses the gate accuracy >= 1.01" in decision["reason"]
+    assert registered_versions(workflow, "flowers") == []
+    errors = [line for line in failed.output.splitlines() if line.startswith("snakeflow error")]
+    assert errors and "has the alias 'champion'" in errors[0]
+    assert not (results / "predictions.csv").exists()
+    (register_run,) = workflow.job_runs("register")
+    assert register_run.data.tags["snakeflow.gate"] == "failed"
+
+    # a reachable gate: the best model becomes the champion and predicts
+    workflow.configure(register={"metric": "accuracy", "threshold": 0.5})
+    result = workflow.run()
+    assert sorted(result.ran) == ["predict", "register"]
+    decision = json.loads((results / "registration.json").read_text())
+    assert decision["passed"] and decision["version"] == "1"
+    header = read_csv(results / "predictions.csv")[0]
+    assert header[-4:] == ["prediction", "proba_setosa", "proba_versicolor", "proba_virginica"]
+
+    metrics = json.loads((results / "metrics/forest.json").read_text())
+    assert metrics["classes"] == ["setosa", "versicolor", "virginica"]
+    assert metrics["metrics"]["roc_auc"] > 0.8
+    (train_run,) = [
+        r
+        for r in workflow.job_runs("train")
+        if r.data.tags["snakemake.wildcards.model"] == "forest"
+    ]
+    dropped = json.loads(train_run.data.params["features.dropped"])
+    assert dropped == {"flower_id": "id-like name", "notes": "free text: mostly unique values"}
+    out = load_champion_in_fresh_process(
+        workflow, "flowers", workflow.path / "data/raw/flowers.csv", "species"
+    )
+    assert out.startswith("150 ") and "setosa" in out
+
+
+def test_bad_estimator_is_named(workflow, http_server):
+    url = http_server.publish("pipe/t2.csv", to_csv(titanic_rows(120)))
+    workflow.configure(data_url=url, models={"bad": {"estimator": "sklearn.nope.Nothing"}})
+    result = workflow.run(check=False)
+    assert result.returncode != 0
+    errors = {line for line in result.output.splitlines() if line.startswith("snakeflow error")}
+    assert len(errors) == 1 and "models.bad.estimator: cannot import 'sklearn.nope.Nothing'" in (
+        errors.pop()
+    )
+    assert not (workflow.path / "results/titanic/models/bad").exists()
