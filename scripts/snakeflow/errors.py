@@ -10,6 +10,10 @@ class UserError(Exception):
     """Something the user can fix (a URL, a CSV, a config value); the message says what."""
 
 
+class Terminated(BaseException):
+    """The job was told to stop: SIGTERM from ``scancel``, a time limit or Snakemake."""
+
+
 def run_main(main: Callable[[], None]) -> None:
     """Run a step's ``main()``; turn a :class:`UserError` into one line and exit status 1.
 
@@ -18,6 +22,9 @@ def run_main(main: Callable[[], None]) -> None:
     """
     try:
         main()
+    except Terminated as exc:
+        print(f"snakeflow: {exc}", file=sys.stderr, flush=True)
+        sys.exit(143)
     except UserError as exc:
         line = f"snakeflow error: {exc}"
         print(line, file=sys.stderr, flush=True)

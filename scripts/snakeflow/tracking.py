@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -30,7 +31,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from .errors import UserError
+from .errors import Terminated, UserError
 from .fileio import sha256_file, size_bytes
 from .urls import redact
 
@@ -220,6 +221,10 @@ class StepRun:
         mlflow.log_metrics(metrics)
 
 
+def _terminate(signum, frame):
+    raise Terminated(f"terminated by signal {signal.Signals(signum).name}")
+
+
 def _named(items) -> dict[str, str]:
     """Named entries of a Snakemake Namedlist (``input``, ``output``, ``wildcards``)."""
     return {str(k): str(v) for k, v in items.items()}
@@ -233,7 +238,8 @@ def step(smk) -> Iterator[StepRun]:
     params, outputs, log and script directory are read. On success the sha256 of each
     output is set as a tag (``sha256.<path>``: the lineage key), the job's log and its
     conda env file are logged as artifacts and the run ends FINISHED; on any exception the
-    error is recorded, the run ends FAILED and the exception propagates.
+    error is recorded, the run ends FAILED (KILLED on SIGTERM, e.g. ``scancel``, or Ctrl-C)
+    and the exception propagates.
     """
     experiment_id = connect()
     rule = smk.rule
@@ -245,11 +251,14 @@ def step(smk) -> Iterator[StepRun]:
     tags |= {f"snakemake.wildcards.{k}": v for k, v in wildcards.items()}
     if parent:
         tags["snakeflow.invocation"] = parent
+    if os.environ.get("SLURM_JOB_ID"):
+        tags["slurm.job_id"] = os.environ["SLURM_JOB_ID"]
     started = time.perf_counter()
     active = mlflow.start_run(
         experiment_id=experiment_id, run_name=label, parent_run_id=parent, tags=tags
     )
     run = StepRun(active.info.run_id, outputs)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     log_path = smk.log[0] if smk.log else None
     env_file = Path(smk.scriptdir).parent / "envs" / f"{rule}.yaml"
     try:
@@ -262,9 +271,10 @@ def step(smk) -> Iterator[StepRun]:
         status = "FINISHED"
     except BaseException as exc:
         mlflow.set_tag("snakeflow.error", f"{type(exc).__name__}: {exc}"[:5000])
-        status = "FAILED" if not isinstance(exc, KeyboardInterrupt) else "KILLED"
+        status = "KILLED" if isinstance(exc, (KeyboardInterrupt, Terminated)) else "FAILED"
         raise
     finally:
+        signal.signal(signal.SIGTERM, previous)
         sys.stderr.flush()
         if log_path and Path(log_path).exists():
             mlflow.log_artifact(log_path, "logs")
