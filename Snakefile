@@ -26,6 +26,10 @@ RESULTS = f"results/{DATASET}"
 report: "report/workflow.rst"
 
 
+localrules:
+    all,
+
+
 wildcard_constraints:
     model=sf.one_of(MODELS),
 

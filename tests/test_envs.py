@@ -29,6 +29,7 @@ PROVIDERS = {
     "pyarrow": "pyarrow",
     "matplotlib": "matplotlib-base",
     "scipy": "scipy",
+    "skops": "skops",
 }
 # what mlflow-skinny needs for snakeflow's default SQLite store and dataset logging
 MLFLOW_EXTRAS = {"sqlalchemy", "alembic", "numpy"}
