@@ -182,9 +182,14 @@ def test_pipeline_on_slurm_with_tracking_server(cluster_workflow, server):
 def test_scancelled_job_fails_then_rerun_completes(cluster_workflow):
     wf = cluster_workflow
     grid = dict(GRID)
-    grid["slow"] = {
-        "estimator": "sklearn.ensemble.RandomForestClassifier",
-        "params": {"n_estimators": 4000},
+    grid["slow"] = {  # about 10 s of training, a small model
+        "estimator": "sklearn.neural_network.MLPClassifier",
+        "params": {
+            "hidden_layer_sizes": [32],
+            "max_iter": 40000,
+            "tol": 0.0,
+            "n_iter_no_change": 1000000,
+        },
     }
     wf.configure(models=grid)
     proc = subprocess.Popen(

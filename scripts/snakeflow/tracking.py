@@ -30,6 +30,7 @@ from typing import Any
 import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from requests.exceptions import RequestException
 
 from .errors import Terminated, UserError
 from .fileio import sha256_file, size_bytes
@@ -71,6 +72,24 @@ def _store_lock(uri: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def tracking_error(exc: BaseException, uri: str | None = None) -> UserError:
+    """A one-line UserError naming the tracking URI (redacted) and the first line of ``exc``."""
+    text = str(exc).strip()
+    reason = text.splitlines()[0] if text else type(exc).__name__
+    if "401" in text or "Unauthorized" in text or "credentials" in text.lower():
+        reason = (
+            "401 Unauthorized: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+            "(or MLFLOW_TRACKING_TOKEN) in the environment"
+        )
+    elif "readonly database" in text or "read-only" in text:
+        reason = "the database is read-only"
+    elif "Max retries exceeded" in text or "Connection refused" in text:
+        reason = "cannot connect (is the tracking server running?)"
+    return UserError(
+        f"MLflow tracking store {redact(uri or tracking_uri())} is not usable: {reason[:300]}"
+    )
+
+
 def connect() -> str:
     """Point MLflow at the store, create store and experiment once; return the experiment id.
 
@@ -91,11 +110,8 @@ def connect() -> str:
                     if experiment is None:
                         raise
             return experiment.experiment_id
-    except (MlflowException, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(
-            f"MLflow tracking store {redact(uri)} is not usable: {reason[:300]}"
-        ) from exc
+    except (MlflowException, OSError, RequestException) as exc:
+        raise tracking_error(exc, uri) from exc
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
@@ -122,10 +138,82 @@ def safe_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return safe
 
 
+def _process_start(pid: int) -> str | None:
+    """Start time (clock ticks since boot) of process ``pid``, or None if it does not exist."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _invocation_alive(tags: Mapping[str, str]) -> bool:
+    """Whether the snakemake process of an invocation still runs (unknown on other hosts)."""
+    if tags.get("snakeflow.host") != socket.gethostname() or not tags.get("snakeflow.pid"):
+        return True
+    started = _process_start(int(tags["snakeflow.pid"]))
+    return started is not None and started == tags.get("snakeflow.pid_start", started)
+
+
+def _kill_runs(client: MlflowClient, runs, reason: str) -> int:
+    for run in runs:
+        client.set_tag(run.info.run_id, "snakeflow.killed", reason[:5000])
+        client.set_terminated(run.info.run_id, "KILLED")
+    return len(runs)
+
+
+def _running_children(client: MlflowClient, experiment_id: str, parent_id: str) -> list:
+    return client.search_runs(
+        [experiment_id],
+        f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'RUNNING'",
+        max_results=10000,
+    )
+
+
+def reap_orphans(experiment_id: str) -> int:
+    """Mark runs of invocations whose snakemake process is gone as KILLED; return how many.
+
+    A ``kill -9`` of snakemake (or of a job) leaves its MLflow runs RUNNING forever. Each
+    invocation records its host, pid and the pid's start time; a RUNNING invocation on
+    this host whose process no longer exists is ended KILLED together with its RUNNING
+    job runs, with a ``snakeflow.killed`` tag saying why.
+    """
+    client = MlflowClient(tracking_uri())
+    running = client.search_runs(
+        [experiment_id],
+        "tags.`snakeflow.kind` = 'invocation' and attributes.status = 'RUNNING'",
+        max_results=10000,
+    )
+    killed = 0
+    for parent in running:
+        tags = parent.data.tags
+        if _invocation_alive(tags):
+            continue
+        reason = (
+            f"snakemake process {tags.get('snakeflow.pid')} on {tags.get('snakeflow.host')} "
+            "ended without closing this run (killed?); marked by a later invocation"
+        )
+        killed += _kill_runs(
+            client, _running_children(client, experiment_id, parent.info.run_id), reason
+        )
+        killed += _kill_runs(client, [parent], reason)
+    return killed
+
+
 def start_invocation(config: Mapping[str, Any], targets: list[str], jobs: list[str]) -> str:
     """Create the parent run of one ``snakemake`` invocation and return its id."""
     experiment_id = connect()
     client = MlflowClient(tracking_uri())
+    try:
+        reaped = reap_orphans(experiment_id)
+        if reaped:
+            print(f"snakeflow: marked {reaped} orphaned MLflow run(s) KILLED", file=sys.stderr)
+        return _create_invocation(client, experiment_id, config, targets, jobs)
+    except (MlflowException, OSError, RequestException) as exc:
+        raise tracking_error(exc) from exc
+
+
+def _create_invocation(client, experiment_id, config, targets, jobs) -> str:
     safe = safe_config(config)
     run = client.create_run(
         experiment_id,
@@ -136,6 +224,7 @@ def start_invocation(config: Mapping[str, Any], targets: list[str], jobs: list[s
             "snakeflow.jobs": str(len(jobs)),
             "snakeflow.host": socket.gethostname(),
             "snakeflow.pid": str(os.getpid()),
+            "snakeflow.pid_start": _process_start(os.getpid()) or "",
             "mlflow.source.name": "snakemake",
         },
     )
@@ -148,8 +237,13 @@ def start_invocation(config: Mapping[str, Any], targets: list[str], jobs: list[s
 
 
 def end_invocation(run_id: str, status: str) -> None:
-    """Mark the parent run FINISHED or FAILED."""
-    MlflowClient(tracking_uri()).set_terminated(run_id, status)
+    """Mark the parent run FINISHED or FAILED, and job runs left RUNNING (a job process
+    killed with SIGKILL never ends its run) as KILLED."""
+    client = MlflowClient(tracking_uri())
+    parent = client.get_run(run_id)
+    orphans = _running_children(client, parent.info.experiment_id, run_id)
+    _kill_runs(client, orphans, "the job's process ended without closing this run (killed?)")
+    client.set_terminated(run_id, status)
 
 
 class StepRun:
@@ -254,9 +348,12 @@ def step(smk) -> Iterator[StepRun]:
     if os.environ.get("SLURM_JOB_ID"):
         tags["slurm.job_id"] = os.environ["SLURM_JOB_ID"]
     started = time.perf_counter()
-    active = mlflow.start_run(
-        experiment_id=experiment_id, run_name=label, parent_run_id=parent, tags=tags
-    )
+    try:
+        active = mlflow.start_run(
+            experiment_id=experiment_id, run_name=label, parent_run_id=parent, tags=tags
+        )
+    except (MlflowException, OSError, RequestException) as exc:
+        raise tracking_error(exc) from exc
     run = StepRun(active.info.run_id, outputs)
     previous = signal.signal(signal.SIGTERM, _terminate)
     log_path = smk.log[0] if smk.log else None

@@ -9,6 +9,7 @@ calls them only when jobs are about to run.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from . import urls
@@ -73,10 +74,23 @@ def tracking_uri(config: dict, workdir: str | os.PathLike[str] = ".") -> str:
     return uri
 
 
+# MLflow's HTTP client retries a failing tracking server (connection errors, 5xx) with
+# exponential backoff; its defaults wait up to about four minutes. These wait
+# 1+2+4+8+16 = 31 s: enough for a server restart, short enough to fail clearly.
+HTTP_RETRY_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+}
+
+
 def export_tracking_env(config: dict) -> None:
-    """Put the resolved tracking URI and experiment into the environment of every job."""
+    """Put the resolved tracking URI, experiment and HTTP retry settings into the
+    environment of every job (values already in the environment win)."""
     os.environ[TRACKING_URI_ENV] = tracking_uri(config)
     os.environ.setdefault(EXPERIMENT_ENV, config["mlflow"]["experiment"])
+    for key, value in HTTP_RETRY_DEFAULTS.items():
+        os.environ.setdefault(key, value)
 
 
 def download_input(config: dict) -> dict[str, str]:
@@ -123,8 +137,12 @@ def predict_input(config: dict, default: str) -> str:
 
 
 def start_invocation(workflow, config: dict) -> None:
-    """onstart hook: open this invocation's parent MLflow run and hand its id to the jobs."""
+    """onstart hook: open this invocation's parent MLflow run and hand its id to the jobs.
+
+    If the tracking store is unusable, say so in one line and stop before any job runs.
+    """
     from . import tracking
+    from .errors import UserError
 
     dag = workflow.dag
     targets = sorted(
@@ -132,7 +150,11 @@ def start_invocation(workflow, config: dict) -> None:
         | {str(f) for job in dag.targetjobs for f in (job.output or job.input)}
     )
     jobs = sorted(job.rule.name for job in dag.needrun_jobs())
-    os.environ[tracking.PARENT_ENV] = tracking.start_invocation(config, targets, jobs)
+    try:
+        os.environ[tracking.PARENT_ENV] = tracking.start_invocation(config, targets, jobs)
+    except UserError as exc:
+        print(f"snakeflow error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
 
 
 def end_invocation(status: str) -> None:
