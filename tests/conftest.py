@@ -9,10 +9,12 @@ import os
 import random
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,7 +24,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "schemas", "envs", "scripts", "report")
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+BIN = Path(sys.executable).parent
+SNAKEMAKE = str(BIN / "snakemake")
 
 
 # --------------------------------------------------------------------------- data
@@ -228,6 +231,56 @@ def titanic_url(http_server) -> str:
     return http_server.publish("titanic.csv", to_csv(titanic_rows()))
 
 
+class TrackingServer:
+    """A real ``mlflow server`` on 127.0.0.1 with a SQLite backend and served artifacts."""
+
+    def __init__(self, root: Path, port: int | None = None, app_name: str | None = None):
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        if port is None:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+        self.port = port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.artifacts = root / "artifacts"
+        self.log = open(root / "server.log", "a")
+        self.proc = subprocess.Popen(
+            [
+                str(BIN / "mlflow"),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--backend-store-uri",
+                f"sqlite:///{root / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(self.artifacts),
+                "--workers",
+                "2",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=root,
+        )
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError(f"mlflow server did not start: {(root / 'server.log').read_text()}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+        self.log.close()
+
+
 # --------------------------------------------------------------------------- workflow
 
 
@@ -282,7 +335,7 @@ class Workflow:
 
     def runs(self, filter_string: str = "") -> list:
         """All runs in every experiment of this workflow's store."""
-        if not self.db.exists():
+        if self.env["MLFLOW_TRACKING_URI"].startswith("sqlite") and not self.db.exists():
             return []
         client = self.client()
         ids = [e.experiment_id for e in client.search_experiments()]

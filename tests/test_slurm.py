@@ -11,16 +11,14 @@ import itertools
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SNAKEMAKE, titanic_rows, to_csv
+from conftest import ROOT, SNAKEMAKE, TrackingServer, titanic_rows, to_csv
 
 pytestmark = pytest.mark.slurm
 BIN = Path(sys.executable).parent
@@ -62,50 +60,6 @@ def slurm():
         if os.environ.get("SNAKEFLOW_REQUIRE_SLURM"):
             pytest.fail("SNAKEFLOW_REQUIRE_SLURM is set but no Slurm cluster answers sinfo")
         pytest.skip("no Slurm cluster (start one with tests/cluster/slurm.sh start)")
-
-
-class TrackingServer:
-    def __init__(self, root: Path):
-        self.root = root
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.artifacts = root / "artifacts"
-        self.log = open(root / "server.log", "w")
-        self.proc = subprocess.Popen(
-            [
-                str(BIN / "mlflow"),
-                "server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--backend-store-uri",
-                f"sqlite:///{root / 'mlflow.db'}",
-                "--artifacts-destination",
-                str(self.artifacts),
-                "--workers",
-                "2",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            cwd=root,
-        )
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.5)
-        raise RuntimeError(f"mlflow server did not start: {(root / 'server.log').read_text()}")
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(30)
-        self.log.close()
 
 
 @pytest.fixture(scope="module")

@@ -163,4 +163,10 @@ def end_invocation(status: str) -> None:
     if run_id:
         from . import tracking
 
-        tracking.end_invocation(run_id, status)
+        try:
+            tracking.end_invocation(run_id, status)
+        except Exception as exc:  # the jobs' results stand; only the record is incomplete
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            print(
+                f"snakeflow warning: could not close MLflow run {run_id}: {reason}", file=sys.stderr
+            )
