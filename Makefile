@@ -26,5 +26,8 @@ $(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
+bench: $(VENV)/.dev-installed
+	$(BIN)/python bench/run.py --markdown BENCHMARKS.md
+
 clean-venv:
 	rm -rf $(VENV)

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import clean
 from clean import NA_VALUES, clean_csv
 from conftest import expected_clean, titanic_rows, to_csv
 from snakeflow.errors import UserError
@@ -144,6 +145,10 @@ def test_property_matches_pandas_and_keeps_rows(tmp_path, ncols, data, ending, b
         assert not expect, exc  # only an all-dropped result may fail
         assert not dst.exists()
         return
+    exact = tmp_path / "p-exact.csv"
+    exact.unlink(missing_ok=True)
+    assert clean._clean_exact(src, exact) == stats  # the fast path agrees with the exact one
+    assert exact.read_bytes() == dst.read_bytes()
     assert stats.rows_in == len(rows)
     assert stats.rows_out + stats.dropped_nulls == stats.rows_in
     out = dst.read_bytes().decode()
@@ -158,6 +163,26 @@ def _raw(row, ending):
     buf = io.StringIO()
     csv.writer(buf, lineterminator=ending).writerow(row)
     return buf.getvalue()
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n"])
+@pytest.mark.parametrize("dropna", ["any", "all", "none", ["Age", "Embarked"]])
+def test_fast_path_matches_exact_path(tmp_path, ending, dropna):
+    src = tmp_path / "big.csv"
+    src.write_bytes(b"\xef\xbb\xbf" + to_csv(titanic_rows(3000, seed=4), ending))
+    fast = clean._clean_fast(src, tmp_path / "fast.csv", target="Survived", dropna=dropna)
+    exact = clean._clean_exact(src, tmp_path / "exact.csv", target="Survived", dropna=dropna)
+    assert fast == exact
+    assert (tmp_path / "fast.csv").read_bytes() == (tmp_path / "exact.csv").read_bytes()
+
+
+def test_fast_path_hands_over_what_it_cannot_vouch_for(tmp_path):
+    for text in ('a,b\n1,"x\ny"\n2,3\n', "a,b\n1,2\n\n3,4\n", 'a,b\n1,"x\n'):
+        src = tmp_path / "odd.csv"
+        src.write_text(text)
+        with pytest.raises(clean._NeedsExactPath):
+            clean._clean_fast(src, tmp_path / "o.csv", target=None, dropna="any")
+        assert not (tmp_path / "o.csv").exists()
 
 
 def test_na_values_are_pandas_defaults():

@@ -97,12 +97,31 @@ def _wait_for_running_job(wf, rule: str, proc, timeout: float = 300):
         for run in wf.runs("attributes.status = 'RUNNING'"):
             if run.data.tags.get("snakemake.rule") == rule:
                 return run
-        time.sleep(0.2)
+        time.sleep(0.1)
     raise AssertionError(f"no running {rule} job seen; snakemake said:\n{proc.communicate()[0]}")
 
 
-def _partial_files(wf) -> list[str]:
-    return [p for p in _data_files(wf) if p.rsplit("/", 1)[-1].startswith(".")]
+def _visible(paths: list[str]) -> list[str]:
+    """Paths a rule produces or reads (no hidden file such as a .partial temporary)."""
+    return [p for p in paths if not any(part.startswith(".") for part in p.split("/"))]
+
+
+def _comparable(path: str) -> bool:
+    """Outputs that are byte-identical between two runs (models, plots and the JSON files
+    record MLflow run ids, timestamps or rendering details)."""
+    return path.endswith(".csv") or path.endswith(".tsv")
+
+
+def _assert_complete(workflow, reference) -> None:
+    """Every visible output is complete: identical to the uninterrupted run's, or a model
+    directory with all its files."""
+    for path in _visible(_data_files(workflow)):
+        if _comparable(path):
+            mine, theirs = workflow.path / path, reference.path / path
+            assert mine.read_bytes() == theirs.read_bytes(), f"{path} differs (partial?)"
+    for model in (workflow.path / "results/titanic/models").glob("*"):
+        if not model.name.startswith("."):
+            assert {"MLmodel", "snakeflow.json", "model.skops"} <= {p.name for p in model.iterdir()}
 
 
 def test_kill_9_in_every_step_then_rerun_completes_the_same(tmp_path, workflow, http_server):
@@ -117,18 +136,15 @@ def test_kill_9_in_every_step_then_rerun_completes_the_same(tmp_path, workflow, 
 
     done: list[str] = []
     for step in STEPS:
+        workflow.env["SNAKEFLOW_FAILPOINT_SLEEP"] = f"{step}:30"  # hold the job mid-step
         proc = _start_pipeline(workflow)
         _wait_for_running_job(workflow, step, proc)
         os.killpg(proc.pid, signal.SIGKILL)  # snakemake and its running job, mid-step
         proc.wait()
-        assert _partial_files(workflow) == [] or all(
-            ".partial" in p for p in _partial_files(workflow)
-        )
-        # nothing a later step consumes is partial: every visible output is complete
-        for path in _data_files(workflow):
-            assert ".partial" not in path or path.rsplit("/", 1)[-1].startswith(".")
+        _assert_complete(workflow, reference)
         workflow.run("--unlock")
         done.append(step)
+    del workflow.env["SNAKEFLOW_FAILPOINT_SLEEP"]
     result = workflow.run()
     assert "predict" in result.ran
     # finished steps were not rerun: each job finished exactly once in all those runs
@@ -138,12 +154,8 @@ def test_kill_9_in_every_step_then_rerun_completes_the_same(tmp_path, workflow, 
         if r.info.status == "FINISHED"
     ]
     assert len(finished) == len(set(finished)) == 3 + 2 * len(MODELS) + 2
-    for path in [p for p in _data_files(reference) if not p.endswith(".png")]:
-        if "/models/" in path:
-            continue  # saved models embed MLflow ids and timestamps
-        if path.endswith(".json") and ("registration" in path or "/metrics/" in path):
-            continue  # these record MLflow run ids
-        assert (workflow.path / path).read_bytes() == (reference.path / path).read_bytes(), path
+    _assert_complete(workflow, reference)
+    assert _visible(_data_files(workflow)) == _visible(_data_files(reference))
     # no run is left RUNNING: the killed ones were marked by the next invocation
     assert workflow.runs("attributes.status = 'RUNNING'") == []
     killed = workflow.runs("attributes.status = 'KILLED'")
@@ -152,6 +164,7 @@ def test_kill_9_in_every_step_then_rerun_completes_the_same(tmp_path, workflow, 
 
 
 def test_killed_job_process_is_marked_and_rerun_finishes(workflow, titanic_url):
+    workflow.env["SNAKEFLOW_FAILPOINT_SLEEP"] = "clean:30"
     proc = _start_pipeline(workflow, "clean", "--config", f"data_url={titanic_url}")
     victim = _wait_for_running_job(workflow, "clean", proc)
     script = subprocess.run(["pgrep", "-f", r"\.clean\.py"], capture_output=True, text=True)
@@ -164,6 +177,7 @@ def test_killed_job_process_is_marked_and_rerun_finishes(workflow, titanic_url):
     assert "ended without closing this run" in run.data.tags["snakeflow.killed"]
     (parent,) = workflow.runs("tags.`snakeflow.kind` = 'invocation'")
     assert parent.info.status == "FAILED"
+    del workflow.env["SNAKEFLOW_FAILPOINT_SLEEP"]
     assert workflow.run("clean", "--config", f"data_url={titanic_url}").ran == ["clean"]
 
 

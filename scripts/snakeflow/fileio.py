@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import shutil
@@ -35,7 +36,8 @@ def atomic_path(dst: str | os.PathLike[str]) -> Iterator[Path]:
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_path(dst)
-    _remove(tmp)
+    for stale in dst.parent.glob(f".{glob.escape(dst.name)}.*.partial"):
+        _remove(stale)  # left by a job that was killed; this job owns dst now
     try:
         yield tmp
         if tmp.is_file():

@@ -319,6 +319,15 @@ def _terminate(signum, frame):
     raise Terminated(f"terminated by signal {signal.Signals(signum).name}")
 
 
+def _failpoint(rule: str) -> None:
+    """Fault injection for the tests: ``SNAKEFLOW_FAILPOINT_SLEEP=<rule>:<seconds>`` makes
+    that rule's jobs wait once their run is open, so a test can kill them mid-step."""
+    spec = os.environ.get("SNAKEFLOW_FAILPOINT_SLEEP", "")
+    name, _, seconds = spec.partition(":")
+    if name == rule and seconds:
+        time.sleep(float(seconds))
+
+
 def _named(items) -> dict[str, str]:
     """Named entries of a Snakemake Namedlist (``input``, ``output``, ``wildcards``)."""
     return {str(k): str(v) for k, v in items.items()}
@@ -356,6 +365,7 @@ def step(smk) -> Iterator[StepRun]:
         raise tracking_error(exc) from exc
     run = StepRun(active.info.run_id, outputs)
     previous = signal.signal(signal.SIGTERM, _terminate)
+    _failpoint(rule)
     log_path = smk.log[0] if smk.log else None
     env_file = Path(smk.scriptdir).parent / "envs" / f"{rule}.yaml"
     try:
