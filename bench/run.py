@@ -196,10 +196,10 @@ def work_in_one_process(url: str, tmp: Path) -> dict[str, float]:
     out: dict[str, float] = {}
     d = tmp / "direct"
 
-    def clock(name, fn, *args, **kwargs):
+    def clock(step, fn, /, *args, **kwargs):
         start = time.perf_counter()
         result = fn(*args, **kwargs)
-        out[name] = out.get(name, 0.0) + time.perf_counter() - start
+        out[step] = out.get(step, 0.0) + time.perf_counter() - start
         return result
 
     clock("download", download.download_csv, url, d / "raw.csv")

@@ -231,6 +231,9 @@ def titanic_url(http_server) -> str:
     return http_server.publish("titanic.csv", to_csv(titanic_rows()))
 
 
+ADMIN_PASSWORD = "Adm1n-pass-1234"  # the basic-auth test server's admin login
+
+
 class TrackingServer:
     """A real ``mlflow server`` on 127.0.0.1 with a SQLite backend and served artifacts."""
 
@@ -259,13 +262,19 @@ class TrackingServer:
                 str(self.artifacts),
                 "--workers",
                 "2",
+                *(["--app-name", app_name] if app_name else []),
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             cwd=root,
+            env={
+                **os.environ,
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": os.urandom(16).hex(),
+                "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            },
         )
         deadline = time.time() + 120
-        while time.time() < deadline:
+        while time.time() < deadline and self.proc.poll() is None:
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
                     if response.status == 200:

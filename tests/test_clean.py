@@ -189,3 +189,10 @@ def test_na_values_are_pandas_defaults():
     from pandas._libs.parsers import STR_NA_VALUES
 
     assert set(STR_NA_VALUES) == NA_VALUES
+
+
+def test_very_long_field_is_kept(tmp_path):
+    long = "x" * (8 * 1024 * 1024)  # 8 MiB in one field
+    data = f'id,text\n1,"{long}"\n2,\n'
+    stats, out = run(tmp_path, data)
+    assert out == f'id,text\n1,"{long}"\n' and stats.rows_out == 1

@@ -181,9 +181,8 @@ def test_killed_job_process_is_marked_and_rerun_finishes(workflow, titanic_url):
     assert workflow.run("clean", "--config", f"data_url={titanic_url}").ran == ["clean"]
 
 
-@pytest.mark.parametrize("restart", [True])
-def test_tracking_server_restart_is_retried(tmp_path, workflow, http_server, restart):
-    from test_slurm import TrackingServer
+def test_tracking_server_restart_is_retried(tmp_path, workflow, http_server):
+    from conftest import TrackingServer
 
     server = TrackingServer(tmp_path / "server")
     workflow.env["MLFLOW_TRACKING_URI"] = server.url

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import titanic_rows, to_csv
+from conftest import ADMIN_PASSWORD, titanic_rows, to_csv
 
 SECRETS = ("hunter2", "S1GNATURE", "T0KEN")
 
@@ -67,17 +67,17 @@ def test_basic_auth_tracking_server(tmp_path, workflow, titanic_url, monkeypatch
         assert server.url in lines[0]
         assert denied.ran == []
 
-        login = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": "password1234"}
+        login = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD}
         workflow.env |= login
         for key, value in login.items():  # for this test's own MLflow client
             monkeypatch.setenv(key, value)
         allowed = workflow.run("clean", "--config", f"data_url={titanic_url}")
         assert allowed.ran == ["download", "clean"]
         assert len(workflow.job_runs()) == 2
-        assert _files_containing(workflow.path, ["password1234"]) == []
+        assert _files_containing(workflow.path, [ADMIN_PASSWORD]) == []
         leaked = [
             f
-            for f in _files_containing(server.root, ["password1234"])
+            for f in _files_containing(server.root, [ADMIN_PASSWORD])
             if not f.endswith("basic_auth.db")  # the server's own user table (hashed)
         ]
         assert leaked == []
