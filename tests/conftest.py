@@ -88,6 +88,21 @@ def titanic_rows(n: int = 120, seed: int = 0) -> list[list[str]]:
     return rows
 
 
+# four quick models, for the pipeline tests
+GRID = {
+    "logreg": {"estimator": "sklearn.linear_model.LogisticRegression", "params": {"C": 1.0}},
+    "forest": {
+        "estimator": "sklearn.ensemble.RandomForestClassifier",
+        "params": {"n_estimators": 20},
+    },
+    "boost": {
+        "estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
+        "params": {"max_iter": 20},
+    },
+    "tree": {"estimator": "sklearn.tree.DecisionTreeClassifier", "params": {"max_depth": 3}},
+}
+
+
 def to_csv(rows: list[list[str]], lineterminator: str = "\n") -> bytes:
     buf = io.StringIO()
     csv.writer(buf, lineterminator=lineterminator).writerows(rows)

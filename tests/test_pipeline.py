@@ -9,20 +9,8 @@ import sys
 
 import pytest
 
-from conftest import flower_rows, sha256, titanic_rows, to_csv
+from conftest import GRID, flower_rows, sha256, titanic_rows, to_csv
 
-GRID = {
-    "logreg": {"estimator": "sklearn.linear_model.LogisticRegression", "params": {"C": 1.0}},
-    "forest": {
-        "estimator": "sklearn.ensemble.RandomForestClassifier",
-        "params": {"n_estimators": 20},
-    },
-    "boost": {
-        "estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
-        "params": {"max_iter": 20},
-    },
-    "tree": {"estimator": "sklearn.tree.DecisionTreeClassifier", "params": {"max_depth": 3}},
-}
 PASSING_GATE = {"metric": "roc_auc", "threshold": 0.5}
 
 

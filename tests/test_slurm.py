@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SNAKEMAKE, TrackingServer, titanic_rows, to_csv
+from conftest import GRID, ROOT, SNAKEMAKE, TrackingServer, titanic_rows, to_csv
 
 pytestmark = pytest.mark.slurm
 BIN = Path(sys.executable).parent
@@ -33,18 +33,6 @@ SLURM_FLAGS = (
     "--set-threads",
     "train=1",
 )
-GRID = {
-    "logreg": {"estimator": "sklearn.linear_model.LogisticRegression", "params": {"C": 1.0}},
-    "forest": {
-        "estimator": "sklearn.ensemble.RandomForestClassifier",
-        "params": {"n_estimators": 20},
-    },
-    "boost": {
-        "estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
-        "params": {"max_iter": 20},
-    },
-    "tree": {"estimator": "sklearn.tree.DecisionTreeClassifier", "params": {"max_depth": 3}},
-}
 
 
 def _slurm_up() -> bool:
