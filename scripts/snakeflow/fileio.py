@@ -31,7 +31,9 @@ def atomic_path(dst: str | os.PathLike[str]) -> Iterator[Path]:
 
     The temporary lives in the same directory (so the rename is atomic) under a hidden name
     that no rule produces, so a killed or failed job never leaves a file that looks complete.
-    Works for files and for directories (e.g. a saved MLflow model).
+    Works for files and for directories (e.g. a saved MLflow model). No fsync: a killed job
+    is covered by the rename; after a power loss, Snakemake's incomplete-job records and
+    the filesystem's rename ordering (ext4's auto_da_alloc, XFS) decide.
     """
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -40,9 +42,6 @@ def atomic_path(dst: str | os.PathLike[str]) -> Iterator[Path]:
         _remove(stale)  # left by a job that was killed; this job owns dst now
     try:
         yield tmp
-        if tmp.is_file():
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
         if dst.is_dir() and not dst.is_symlink():
             shutil.rmtree(dst)
         os.replace(tmp, dst)
