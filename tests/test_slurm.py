@@ -123,7 +123,7 @@ def test_pipeline_on_slurm_with_tracking_server(cluster_workflow, server):
 
 def test_scancelled_job_fails_then_rerun_completes(cluster_workflow):
     wf = cluster_workflow
-    grid = dict(GRID)
+    grid = {"logreg": GRID["logreg"]}
     grid["slow"] = {  # about 10 s of training, a small model
         "estimator": "sklearn.neural_network.MLPClassifier",
         "params": {
