@@ -426,11 +426,12 @@ def bench_step_overhead(tmp: Path) -> dict:
     return out
 
 
-# Each prints the seconds of the work itself and the process's peak RSS (ru_maxrss is
-# per process image, so it is measured in the child, after its exec).
+# Each prints the seconds of the work itself and the process's peak RSS. VmHWM is per
+# address space, so it starts afresh at exec (ru_maxrss would carry over the forking
+# benchmark process's own peak).
 REPORT = (
-    "import resource; print('WORK', time.perf_counter() - t0, "
-    "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+    "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+    "print('WORK', time.perf_counter() - t0, int(hwm) // 1024)\n"
 )
 PYARROW_CLEAN = (
     """
