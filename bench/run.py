@@ -368,17 +368,6 @@ def bench_vs_mlflow_projects(tmp: Path, url: str, reps: int) -> dict:
     samples = {"snakeflow": [], "mlflow_projects": []}
     for _ in range(reps):
         samples["snakeflow"].append(timed(cmd, wf, env_for(wf))[0])
-        mlp = [
-            str(BIN / "mlflow"),
-            "run",
-            ".",
-            "--env-manager",
-            "local",
-            "-P",
-            "steps=download,clean",
-            "-P",
-            f"data_url={url}",
-        ]
         samples["mlflow_projects"].append(timed(mlp, project, mlp_env)[0])
     sf, mp = (statistics.median(samples[k]) for k in ("snakeflow", "mlflow_projects"))
     return {

@@ -40,11 +40,10 @@ def predict_csv(pipeline, src: Path, dst: Path, *, target: str) -> int:
 def main() -> None:
     params = snakemake.params
     with tracking.step(snakemake) as run:
-        uri, pipeline = models.load_champion(params.model_name, params.alias)
+        uri, version, pipeline = models.load_champion(params.model_name, params.alias)
         src = Path(snakemake.input.csv)
         run.log_input(src, name=snakemake.config["dataset"], context="predict")
         rows = predict_csv(pipeline, src, Path(snakemake.output.predictions), target=params.target)
-        version = models.champion_version(params.model_name, params.alias)
         run.set_tags({"snakeflow.model_uri": uri, "snakeflow.model_version": str(version.version)})
         run.log_metrics({"rows": rows})
 

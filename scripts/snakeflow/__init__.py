@@ -5,3 +5,5 @@
 - ``tracking``: every MLflow call of the pipeline (imports mlflow; step scripts only);
 - ``fileio``, ``urls``, ``errors``: atomic writes, URL handling and user-facing errors.
 """
+
+PARENT_ENV = "SNAKEFLOW_PARENT_RUN_ID"  # the invocation's parent run id, passed to every job

@@ -124,12 +124,16 @@ def register(record: ModelRecord, model_name: str, alias: str, tags: dict[str, s
 
 
 def load_champion(model_name: str, alias: str):
-    """Load ``models:/<name>@<alias>`` as an sklearn pipeline; UserError if there is none."""
+    """Load ``models:/<name>@<alias>``: (uri, model version, sklearn pipeline).
+
+    UserError if no version holds the alias yet.
+    """
     uri = f"models:/{model_name}@{alias}"
-    if champion_version(model_name, alias) is None:
+    version = champion_version(model_name, alias)
+    if version is None:
         raise UserError(
             f"no version of registered model '{model_name}' has the alias '{alias}' yet: "
             "no model has passed the registration gate (see registration.json and "
             "register.threshold)"
         )
-    return uri, mlflow.sklearn.load_model(uri)
+    return uri, version, mlflow.sklearn.load_model(uri)

@@ -32,11 +32,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from requests.exceptions import RequestException
 
+from . import PARENT_ENV
 from .errors import Terminated, UserError
 from .fileio import sha256_file, size_bytes
 from .urls import redact
 
-PARENT_ENV = "SNAKEFLOW_PARENT_RUN_ID"
 SHA_TAG = "sha256."  # tag key prefix: sha256.<output path> = <hex digest>
 MAX_PARAM = 6000
 

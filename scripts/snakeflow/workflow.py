@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import urls
+from . import PARENT_ENV, urls
 
 _TYPES = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
 
@@ -151,7 +151,7 @@ def start_invocation(workflow, config: dict) -> None:
     )
     jobs = sorted(job.rule.name for job in dag.needrun_jobs())
     try:
-        os.environ[tracking.PARENT_ENV] = tracking.start_invocation(config, targets, jobs)
+        os.environ[PARENT_ENV] = tracking.start_invocation(config, targets, jobs)
     except UserError as exc:
         print(f"snakeflow error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
@@ -159,7 +159,7 @@ def start_invocation(workflow, config: dict) -> None:
 
 def end_invocation(status: str) -> None:
     """onsuccess/onerror hook: close the parent run as FINISHED or FAILED."""
-    run_id = os.environ.get("SNAKEFLOW_PARENT_RUN_ID")
+    run_id = os.environ.get(PARENT_ENV)
     if run_id:
         from . import tracking
 
