@@ -14,8 +14,8 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
-sf.coerce_cli_values(config, "schemas/config.schema.yaml")
-validate(config, "schemas/config.schema.yaml")
+sf.coerce_cli_values(config, "schemas/config.schema.json")
+validate(config, "schemas/config.schema.json")
 sf.export_tracking_env(config)
 
 DATASET = config["dataset"]

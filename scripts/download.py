@@ -7,7 +7,6 @@ if __name__ == "__main__":
 
 import codecs
 import csv
-import hashlib
 import io
 import time
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from urllib3.util.retry import Retry
 
 from snakeflow import tracking, urls
 from snakeflow.errors import UserError, run_main
-from snakeflow.fileio import CHUNK, atomic_path
+from snakeflow.fileio import CHUNK, BackgroundSha256, atomic_path
 
 RETRY_STATUS = (429, 500, 502, 503, 504)
 SNIFF_BYTES = 64 * 1024
@@ -91,9 +90,11 @@ def _fetch_http(
     label = urls.redact(url)
     session = _session(attempts, backoff)
     for attempt in range(1, attempts + 1):
-        digest = hashlib.sha256()
         try:
-            with session.get(url, stream=True, timeout=(timeout, timeout)) as response:
+            with (
+                session.get(url, stream=True, timeout=(timeout, timeout)) as response,
+                BackgroundSha256() as digest,
+            ):
                 if response.status_code >= 400:
                     raise UserError(
                         f"download of {label} failed: HTTP {response.status_code} "
@@ -156,11 +157,10 @@ def _fetch_file(path: str, tmp: Path, *, max_bytes: int) -> tuple[int, str, int]
     src = Path(path)
     if not src.is_file():
         raise UserError(f"data_url: no such file: {path}")
-    digest = hashlib.sha256()
-    with open(src, "rb") as fh, open(tmp, "wb") as out:
+    with open(src, "rb") as fh, open(tmp, "wb") as out, BackgroundSha256() as digest:
         chunks = iter(lambda: fh.read(CHUNK), b"")
         written = _copy_stream(chunks, out, digest, max_bytes, str(src))
-    return written, digest.hexdigest(), 1
+        return written, digest.hexdigest(), 1
 
 
 def check_csv(path: Path, label: str) -> int:

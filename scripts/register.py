@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from snakeflow import models, tracking
+from snakeflow import registry, tracking
 from snakeflow.errors import UserError, run_main
 from snakeflow.fileio import atomic_path
 
@@ -101,16 +101,16 @@ def main() -> None:
             alias=params.alias,
         )
         if decision.passed:
-            record = models.ModelRecord.load(
+            record = registry.ModelRecord.load(
                 Path(snakemake.input.models[[r["model"] for r in results].index(decision.best)])
             )
-            current = models.champion_version(decision.model_name, decision.alias)
+            current = registry.champion_version(decision.model_name, decision.alias)
             decision.mlflow = {"run_id": record.run_id, "model_id": record.model_id}
             if current is not None and current.tags.get("snakeflow.model_id") == record.model_id:
                 decision.version = str(current.version)
                 decision.reason += f"; already {decision.alias} (version {current.version})"
             else:
-                version = models.register(
+                version = registry.register(
                     record,
                     decision.model_name,
                     decision.alias,

@@ -1,47 +1,26 @@
-"""MLflow models: save and log a fitted sklearn pipeline, register it, load the champion.
+"""MLflow models: log a fitted sklearn pipeline, load it back, load the champion.
 
-Used by train, evaluate, register and predict (their envs have scikit-learn, pandas and
-skops); the download and clean steps never import it.
+Used by train, evaluate and predict (their envs have scikit-learn, pandas and skops); the
+registry calls that need none of these live in ``snakeflow.registry``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import mlflow
 import mlflow.sklearn
 import pandas as pd
 import skops.io
-from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
-from mlflow.tracking import MlflowClient
 from mlflow.types.schema import AnyType, ColSpec, Schema
 
 from .errors import UserError
-from .tracking import tracking_uri
+from .registry import ModelRecord, champion_version
 
-TRACKING_FILE = "snakeflow.json"  # beside MLmodel: which run and logged model this is
-
-
-@dataclass
-class ModelRecord:
-    """Where a trained model lives in MLflow; saved in the model directory."""
-
-    name: str
-    run_id: str
-    model_id: str
-    model_uri: str
-
-    def save(self, model_dir: Path) -> None:
-        (Path(model_dir) / TRACKING_FILE).write_text(json.dumps(asdict(self), indent=2))
-
-    @classmethod
-    def load(cls, model_dir: str | os.PathLike[str]) -> ModelRecord:
-        return cls(**json.loads((Path(model_dir) / TRACKING_FILE).read_text()))
+__all__ = ["ModelRecord", "load_champion", "load_local", "save_and_log", "signature"]
 
 
 def signature(frame: pd.DataFrame, predictions, numeric: list[str], used: list[str]):
@@ -76,21 +55,46 @@ def requirements() -> list[str]:
     ]
 
 
+def _seed_requirement_check(requirements: list[str]) -> None:
+    """Spare MLflow its scan of every installed distribution when it checks ``requirements``.
+
+    Saving a model makes MLflow check the pip requirements against the environment
+    (``warn_dependency_requirement_mismatches``); to map packages to modules it first reads
+    the file list of every installed distribution (``packages_distributions``), 2-3 s per
+    process. Ours are exactly the versions imported in this process, so the map needs only
+    these packages. If MLflow renames its cache, this does nothing and the scan runs.
+    """
+    from mlflow.utils import requirements_utils
+
+    modules = {"mlflow": "mlflow", "scikit-learn": "sklearn", "skops": "skops", "pandas": "pandas"}
+    if getattr(requirements_utils, "_MODULES_TO_PACKAGES", False) is None:
+        names = {req.split("==")[0] for req in requirements}
+        requirements_utils._MODULES_TO_PACKAGES = {
+            module: [package] for package, module in modules.items() if package in names
+        }
+
+
 def save_and_log(pipeline, frame: pd.DataFrame, dst: Path, sig: ModelSignature, name: str):
-    """Save ``pipeline`` as an MLflow model in ``dst`` and log it to the active run.
+    """Log ``pipeline`` as an MLflow model of the active run and put a copy in ``dst``.
 
     Serialised with skops (no pickle); the types skops must trust are those of this
-    pipeline, recorded in the MLmodel file. Returns the ModelRecord written into ``dst``.
+    pipeline, recorded in the MLmodel file. The model is saved once, by ``log_model``;
+    ``dst`` receives the logged files (MLmodel with its run and model id). Returns the
+    ModelRecord written into ``dst``.
     """
     trusted = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
-    kwargs = {
-        "signature": sig,
-        "input_example": frame.head(5),
-        "skops_trusted_types": trusted,
-        "pip_requirements": requirements(),
-    }
-    mlflow.sklearn.save_model(pipeline, str(dst), **kwargs)
-    info = mlflow.sklearn.log_model(pipeline, name="model", **kwargs)
+    pins = requirements()
+    _seed_requirement_check(pins)
+    info = mlflow.sklearn.log_model(
+        pipeline,
+        name="model",
+        signature=sig,
+        input_example=frame.head(5),
+        skops_trusted_types=trusted,
+        pip_requirements=pins,
+    )
+    Path(dst).mkdir(parents=True, exist_ok=True)
+    mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=str(dst))
     record = ModelRecord(
         name=name,
         run_id=mlflow.active_run().info.run_id,
@@ -104,23 +108,6 @@ def save_and_log(pipeline, frame: pd.DataFrame, dst: Path, sig: ModelSignature, 
 def load_local(model_dir: str | os.PathLike[str]):
     """The fitted sklearn pipeline saved in ``model_dir``."""
     return mlflow.sklearn.load_model(str(model_dir))
-
-
-def champion_version(model_name: str, alias: str):
-    """The model version holding ``alias``, or None."""
-    client = MlflowClient(tracking_uri())
-    try:
-        return client.get_model_version_by_alias(model_name, alias)
-    except MlflowException:
-        return None
-
-
-def register(record: ModelRecord, model_name: str, alias: str, tags: dict[str, str]):
-    """Register ``record`` as a new version of ``model_name`` and point ``alias`` at it."""
-    client = MlflowClient(tracking_uri())
-    version = mlflow.register_model(record.model_uri, model_name, tags=tags)
-    client.set_registered_model_alias(model_name, alias, version.version)
-    return version
 
 
 def load_champion(model_name: str, alias: str):

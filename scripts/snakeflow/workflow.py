@@ -28,9 +28,11 @@ def coerce_cli_values(config: dict, schema_path: str | os.PathLike[str]) -> dict
     and the string reads as one in YAML, use that value; anything else is left for the
     schema to reject with its usual message.
     """
+    import json
+
     import yaml  # already imported by Snakemake itself
 
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = json.loads(Path(schema_path).read_text())
 
     def walk(value, sub):
         if isinstance(value, dict):

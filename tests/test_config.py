@@ -1,0 +1,57 @@
+"""The config schema: every key documented, with a valid default; command-line types."""
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from snakeflow.workflow import coerce_cli_values
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_PATH = ROOT / "schemas" / "config.schema.json"
+SCHEMA = json.loads(SCHEMA_PATH.read_text())
+CONFIG = yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def keys(schema: dict, prefix: str = ""):
+    """(dotted name, sub-schema) of every property, nested ones included."""
+    for name, sub in schema.get("properties", {}).items():
+        yield prefix + name, sub
+        yield from keys(sub, f"{prefix}{name}.")
+
+
+@pytest.mark.parametrize(
+    "name,sub", list(keys(SCHEMA)), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_every_key_has_a_description_and_a_default(name, sub):
+    assert sub.get("description", "").strip(), f"{name} has no description"
+    assert "default" in sub, f"{name} has no default"
+
+
+def test_config_yaml_and_every_default_are_valid():
+    jsonschema.Draft202012Validator(SCHEMA).validate(CONFIG)
+    for _, sub in keys(SCHEMA):
+        sub = {**sub, "$defs": SCHEMA.get("$defs", {})}
+        jsonschema.Draft202012Validator(sub).validate(sub["default"])
+
+
+def test_nested_command_line_values_get_their_schema_types():
+    # what Snakemake's --config download="{attempts: 2, backoff: 0.5}" hands over
+    config = {"download": {"attempts": "2", "backoff": "0.5"}, "train": {"threads": "2"}}
+    config["clean"] = {"drop_columns": ["1"]}  # strings in the schema: stay strings
+    coerce_cli_values(config, SCHEMA_PATH)
+    assert config == {
+        "download": {"attempts": 2, "backoff": 0.5},
+        "train": {"threads": 2},
+        "clean": {"drop_columns": ["1"]},
+    }
+
+
+def test_values_that_do_not_parse_are_left_for_the_schema_to_reject():
+    config = {"download": {"attempts": "many"}}
+    coerce_cli_values(config, SCHEMA_PATH)
+    assert config == {"download": {"attempts": "many"}}
+    with pytest.raises(jsonschema.ValidationError, match="many"):
+        jsonschema.Draft202012Validator(SCHEMA).validate({**CONFIG, **config})
