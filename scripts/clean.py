@@ -69,7 +69,7 @@ class CleanStats:
         return out
 
 
-CHUNK_BYTES = 16 << 20
+CHUNK_BYTES = 8 << 20  # the fast path's unit of work: bounds its memory
 
 
 def _metric_name(column: str) -> str:
@@ -111,10 +111,12 @@ def clean_csv(
     Raises UserError for a malformed CSV (ragged rows, duplicate or missing header), a
     missing ``target`` column, or a result without rows; ``dst`` is then left untouched.
 
-    A file with one record per line (the common case) is scanned with pyarrow (multi-
-    threaded, streaming) and its kept lines copied as bytes; anything else (quoted line
-    breaks, blank lines, dropped columns, de-duplication, or input pyarrow rejects) goes
-    through the exact record-by-record path, which also produces the error messages.
+    A file with one record per line (the common case) streams through pyarrow in chunks
+    of whole lines (multi-threaded parsing, memory bounded by the chunk size) and its kept
+    lines are copied as bytes; quotes misplaced within a line are then read leniently, as
+    pandas reads them. Anything else (quoted line breaks, blank lines, bare CRs, dropped
+    columns, de-duplication, or input pyarrow rejects) goes through the exact, strict
+    record-by-record path, which also produces the error messages.
     """
     if not drop_columns and not drop_duplicates:
         try:
@@ -135,7 +137,16 @@ class _NeedsExactPath(Exception):
     """The fast path cannot vouch for this file; use the record-by-record path."""
 
 
-def _clean_fast(src: Path, dst: Path, *, target: str | None, dropna) -> CleanStats:
+def _clean_fast(
+    src: Path, dst: Path, *, target: str | None, dropna, chunk_bytes: int = CHUNK_BYTES
+) -> CleanStats:
+    """One streaming pass: read whole lines in chunks of about ``chunk_bytes``, parse each
+    chunk with pyarrow (multi-threaded), write the chunk's kept lines as bytes.
+
+    Raises _NeedsExactPath unless every line is exactly one record: pyarrow must find as
+    many records as there are lines, no bare CR may split lines, and no record may end
+    inside an open quote (pyarrow accepts one at the end of its input).
+    """
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -151,98 +162,80 @@ def _clean_fast(src: Path, dst: Path, *, target: str | None, dropna) -> CleanSta
     if target is not None and target not in header:
         raise _NeedsExactPath
     rule, checked = _null_rule(dropna, header, label)
-    try:
-        batches = pacsv.open_csv(
-            src,
-            read_options=pacsv.ReadOptions(block_size=8 << 20, use_threads=True),
-            parse_options=pacsv.ParseOptions(newlines_in_values=False),
-            convert_options=pacsv.ConvertOptions(
-                column_types={name: pa.string() for name in header},
-                null_values=sorted(NA_VALUES),
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=True,
-            ),
-        )
-        if batches.schema.names != header:
-            raise _NeedsExactPath
-        keep_parts, nulls = [], [0] * len(header)
-        for batch in batches:
-            for i in range(len(header)):
-                nulls[i] += batch.column(i).null_count
-            if rule == "none" or batch.num_rows == 0:
-                keep_parts.append(np.ones(batch.num_rows, dtype=bool))
-                continue
-            masks = [batch.column(i).is_null() for i in checked]
-            combine = pc.or_ if rule == "any" else pc.and_
-            drop = masks[0]
-            for mask in masks[1:]:
-                drop = combine(drop, mask)
-            keep_parts.append(np.asarray(pc.invert(drop), dtype=bool))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise _NeedsExactPath from exc
-    keep = np.concatenate(keep_parts) if keep_parts else np.zeros(0, dtype=bool)
-    stats = CleanStats(
-        rows_in=len(keep),
-        rows_out=int(keep.sum()),
-        columns_in=len(header),
-        columns_out=len(header),
-        nulls=dict(zip(header, nulls)),
-    )
-    stats.dropped_nulls = stats.rows_in - stats.rows_out
-    if stats.rows_out == 0:
-        raise _NeedsExactPath  # the exact path explains it
-    with atomic_path(dst) as tmp:
-        _copy_kept_lines(src, tmp, header_bytes, keep)
-    return stats
+    ending = b"\r\n" if header_bytes.endswith(b"\r\n") else b"\n"
+    options = {
+        "read_options": pacsv.ReadOptions(
+            column_names=header, block_size=max(chunk_bytes // 8, 1 << 16), use_threads=True
+        ),
+        "parse_options": pacsv.ParseOptions(newlines_in_values=True),
+        "convert_options": pacsv.ConvertOptions(
+            column_types={name: pa.string() for name in header},
+            null_values=sorted(NA_VALUES),
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+        ),
+    }
+    stats = CleanStats(columns_in=len(header), columns_out=len(header))
+    nulls = [0] * len(header)
 
-
-def _copy_kept_lines(src: Path, dst: Path, header: bytes, keep) -> None:
-    """Copy the header and the data lines of ``src`` whose ``keep`` flag is set, as bytes.
-
-    Raises _NeedsExactPath if the file's lines and pyarrow's rows disagree (blank lines,
-    bare CR line ends): then a record is not a line.
-    """
-    import numpy as np
-
-    ending = b"\r\n" if header.endswith(b"\r\n") else b"\n"
-    row = 0
-    with open(src, "rb") as fh, open(dst, "wb") as out:
-        first = fh.readline()
-        if first.rstrip(b"\r\n") != header.rstrip(b"\r\n"):
-            raise _NeedsExactPath
-        out.write(header)
+    def lines(fh):
+        """(bytes, numpy view, line end offsets) of whole lines, chunk by chunk."""
         carry = b""
-        while chunk := fh.read(CHUNK_BYTES):
-            buf = carry + chunk
+        while chunk := fh.read(chunk_bytes):
+            buf = carry + chunk if carry else chunk
             view = np.frombuffer(buf, dtype=np.uint8)
             ends = np.flatnonzero(view == 10)
             if len(ends) == 0:
                 carry = buf
                 continue
-            starts = np.empty_like(ends)
-            starts[0], starts[1:] = 0, ends[:-1] + 1
-            lengths = ends - starts
-            if (lengths == 0).any() or ((lengths == 1) & (view[ends - 1] == 13)).any():
-                raise _NeedsExactPath  # blank lines: pyarrow skips them
-            quotes = np.cumsum(view == 34)[ends]
-            quotes[1:] -= quotes[:-1].copy()
-            if (quotes % 2).any():
-                raise _NeedsExactPath  # a quoted line break or a stray quote
-            flags = keep[row : row + len(ends)]
-            if len(flags) != len(ends):
+            cut = int(ends[-1]) + 1
+            carry = buf[cut:]
+            yield buf[:cut], view[:cut], ends
+        if carry.endswith(b"\r"):
+            raise _NeedsExactPath  # a last line ending in a bare CR
+        if carry:  # the last line has no line end: give it the file's
+            body = carry + ending
+            yield body, np.frombuffer(body, dtype=np.uint8), np.array([len(body) - 1])
+
+    def kept(body: bytes, view, ends):
+        if b"\r" in body:
+            cr = np.flatnonzero(view == 13)
+            if (view[cr + 1] != 10).any():  # body ends with a LF, so cr + 1 is in range
+                raise _NeedsExactPath  # a bare CR: pyarrow ends a record there
+        table = pacsv.read_csv(pa.py_buffer(body), **options)
+        if table.num_rows != len(ends):
+            raise _NeedsExactPath  # blank lines, or records spanning lines
+        if any("\n" in (col[-1].as_py() or "") for col in table.columns):
+            raise _NeedsExactPath  # the last record ends inside an open quote
+        for i, col in enumerate(table.columns):
+            nulls[i] += col.null_count
+        stats.rows_in += len(ends)
+        if rule == "none":
+            stats.rows_out += len(ends)
+            return view
+        masks = [table.column(i).is_null() for i in checked]
+        drop = masks[0]
+        for mask in masks[1:]:
+            drop = pc.or_(drop, mask) if rule == "any" else pc.and_(drop, mask)
+        keep = np.asarray(pc.invert(drop).combine_chunks(), dtype=bool)
+        stats.rows_out += int(keep.sum())
+        lengths = np.diff(ends, prepend=-1)
+        return view[np.repeat(keep, lengths)]
+
+    try:
+        with open(src, "rb") as fh, atomic_path(dst) as tmp, open(tmp, "wb") as out:
+            if fh.readline().rstrip(b"\r\n") != header_bytes.rstrip(b"\r\n"):
                 raise _NeedsExactPath
-            picked = np.flatnonzero(flags)
-            out.write(b"".join([buf[s : e + 1] for s, e in zip(starts[picked], ends[picked])]))
-            row += len(ends)
-            carry = buf[ends[-1] + 1 :]
-        if carry:
-            if row >= len(keep) or carry.count(b'"') % 2:
-                raise _NeedsExactPath
-            if keep[row]:
-                out.write(carry + ending)
-            row += 1
-    if row != len(keep):
-        raise _NeedsExactPath
+            out.write(header_bytes)
+            for body, view, ends in lines(fh):
+                out.write(kept(body, view, ends))
+            stats.nulls = dict(zip(header, nulls))
+            stats.dropped_nulls = stats.rows_in - stats.rows_out
+            if stats.rows_out == 0:
+                raise _NeedsExactPath  # the exact path explains it
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise _NeedsExactPath from exc
+    return stats
 
 
 def _clean_exact(

@@ -145,10 +145,17 @@ def test_property_matches_pandas_and_keeps_rows(tmp_path, ncols, data, ending, b
         assert not expect, exc  # only an all-dropped result may fail
         assert not dst.exists()
         return
-    exact = tmp_path / "p-exact.csv"
+    exact, fast = tmp_path / "p-exact.csv", tmp_path / "p-fast.csv"
     exact.unlink(missing_ok=True)
+    fast.unlink(missing_ok=True)
     assert clean._clean_exact(src, exact) == stats  # the fast path agrees with the exact one
     assert exact.read_bytes() == dst.read_bytes()
+    try:  # also when its chunks end anywhere
+        chunk = data.draw(st.integers(1, 64))
+        assert clean._clean_fast(src, fast, target=None, dropna="any", chunk_bytes=chunk) == stats
+        assert fast.read_bytes() == dst.read_bytes()
+    except clean._NeedsExactPath:
+        assert not fast.exists()
     assert stats.rows_in == len(rows)
     assert stats.rows_out + stats.dropped_nulls == stats.rows_in
     out = dst.read_bytes().decode()
@@ -176,13 +183,65 @@ def test_fast_path_matches_exact_path(tmp_path, ending, dropna):
     assert (tmp_path / "fast.csv").read_bytes() == (tmp_path / "exact.csv").read_bytes()
 
 
-def test_fast_path_hands_over_what_it_cannot_vouch_for(tmp_path):
-    for text in ('a,b\n1,"x\ny"\n2,3\n', "a,b\n1,2\n\n3,4\n", 'a,b\n1,"x\n'):
-        src = tmp_path / "odd.csv"
-        src.write_text(text)
+@pytest.mark.parametrize(
+    "text",
+    [
+        'a,b\n1,"x\ny"\n2,3\n',  # a quoted line break
+        "a,b\n1,2\n\n3,4\n",  # a blank line
+        'a,b\n1,"x\n',  # an open quote at the end
+        'a,b\n1,2\nc"d,"x\n',  # an open quote after a literal one
+        "a,b\n1,2\r3,4\n",  # a bare CR
+        "a,b\r\n1,2\r\n\r\n3,4\r\n",  # a blank CRLF line
+    ],
+)
+def test_fast_path_hands_over_what_it_cannot_vouch_for(tmp_path, text):
+    src = tmp_path / "odd.csv"
+    src.write_text(text, newline="")
+    for chunk in (4, 1 << 20):  # records cut at chunk boundaries, and whole
         with pytest.raises(clean._NeedsExactPath):
-            clean._clean_fast(src, tmp_path / "o.csv", target=None, dropna="any")
+            clean._clean_fast(src, tmp_path / "o.csv", target=None, dropna="any", chunk_bytes=chunk)
         assert not (tmp_path / "o.csv").exists()
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=st.text(alphabet='ab,"\r\n ', max_size=60),
+    chunk=st.integers(1, 40),
+    dropna=st.sampled_from(["any", "all", "none"]),
+)
+def test_fast_path_never_disagrees_with_the_exact_one(tmp_path, body, chunk, dropna):
+    """Whatever the bytes and wherever chunks end, the fast path hands over or agrees."""
+    src, fast, exact = tmp_path / "f.csv", tmp_path / "fast.csv", tmp_path / "exact.csv"
+    src.write_text("a,b\n" + body, newline="")
+    for path in (fast, exact):
+        path.unlink(missing_ok=True)
+    try:
+        expected = clean._clean_exact(src, exact, dropna=dropna)
+    except UserError:
+        expected = None  # malformed: the fast path may read a line's quotes as pandas does
+    try:
+        got = clean._clean_fast(src, fast, target=None, dropna=dropna, chunk_bytes=chunk)
+    except clean._NeedsExactPath:
+        assert not fast.exists()
+        return
+    if expected is None:
+        return  # quoting malformed within a line: read leniently, as pandas reads it
+    assert got == expected
+    assert fast.read_bytes() == exact.read_bytes()
+
+
+@pytest.mark.parametrize("chunk", [7, 100, 4096])
+def test_fast_path_in_small_chunks_matches(tmp_path, chunk):
+    src = tmp_path / "big.csv"
+    src.write_bytes(to_csv(titanic_rows(400, seed=9), "\r\n"))
+    fast = clean._clean_fast(
+        src, tmp_path / "fast.csv", target="Survived", dropna="any", chunk_bytes=chunk
+    )
+    exact = clean._clean_exact(src, tmp_path / "exact.csv", target="Survived", dropna="any")
+    assert fast == exact
+    assert (tmp_path / "fast.csv").read_bytes() == (tmp_path / "exact.csv").read_bytes()
 
 
 def test_na_values_are_pandas_defaults():
