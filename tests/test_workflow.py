@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 from conftest import expected_clean, sha256, titanic_rows, to_csv
+from snakeflow.workflow import git_commit
+
+
+def _commit_all(path) -> str:
+    """Make ``path`` a git repository with one commit of its files; return the commit."""
+    git = ["git", "-C", str(path), "-c", "user.name=snakeflow", "-c", "user.email=ci@localhost"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "workflow"]):
+        subprocess.run([*git, *args], check=True)
+    return git_commit(path)
 
 
 def test_full_run_files_and_runs(workflow, titanic_url):
+    commit = _commit_all(workflow.path)
+    assert commit and len(commit) == 40
     result = workflow.run("clean", "--config", f"data_url={titanic_url}")
     assert sorted(result.ran) == ["clean", "download"]
 
@@ -24,9 +36,15 @@ def test_full_run_files_and_runs(workflow, titanic_url):
     assert parent.info.status == "FINISHED"
     assert parent.data.params["dataset"] == "titanic"
     assert "data/clean/titanic.csv" in parent.data.tags["snakeflow.targets"]
+    # the source: the workflow's commit and, for a job, its step's script
+    assert parent.data.tags["mlflow.source.git.commit"] == commit
     for job in jobs:
         assert job.info.status == "FINISHED"
         assert job.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert job.data.tags["mlflow.source.git.commit"] == commit
+        script = f"scripts/{job.data.tags['snakemake.rule']}.py"
+        assert job.data.tags["mlflow.source.name"].endswith(script)
+        assert job.data.tags["mlflow.user"]
         artifacts = {a.path for a in workflow.client().list_artifacts(job.info.run_id, "logs")}
         artifacts |= {a.path for a in workflow.client().list_artifacts(job.info.run_id, "env")}
         rule = job.data.tags["snakemake.rule"]
@@ -52,6 +70,11 @@ def test_full_run_files_and_runs(workflow, titanic_url):
     (dataset_input,) = full.inputs.dataset_inputs
     assert dataset_input.dataset.digest == sha256(raw)[:32]
     assert dataset_input.dataset.name == "titanic"
+
+
+def test_no_git_repository_no_commit(tmp_path):
+    assert git_commit(tmp_path) is None
+    assert git_commit(tmp_path / "missing") is None
 
 
 def test_nothing_changed_runs_nothing_and_records_nothing(workflow, titanic_url):

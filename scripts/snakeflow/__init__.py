@@ -7,3 +7,4 @@
 """
 
 PARENT_ENV = "SNAKEFLOW_PARENT_RUN_ID"  # the invocation's parent run id, passed to every job
+GIT_COMMIT_ENV = "SNAKEFLOW_GIT_COMMIT"  # the workflow's git commit, found once per invocation

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import PARENT_ENV, urls
+from . import GIT_COMMIT_ENV, PARENT_ENV, urls
 
 _TYPES = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
 
@@ -138,6 +138,23 @@ def predict_input(config: dict, default: str) -> str:
     return (urls.local_path(url) or url) if url else default
 
 
+def git_commit(path: str | os.PathLike[str]) -> str | None:
+    """The commit checked out in the git repository holding ``path``, or None (no git, no repo)."""
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "--verify", "--quiet", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and commit else None
+
+
 def start_invocation(workflow, config: dict) -> None:
     """onstart hook: open this invocation's parent MLflow run and hand its id to the jobs.
 
@@ -152,6 +169,11 @@ def start_invocation(workflow, config: dict) -> None:
         | {str(f) for job in dag.targetjobs for f in (job.output or job.input)}
     )
     jobs = sorted(job.rule.name for job in dag.needrun_jobs())
+    commit = git_commit(workflow.basedir)
+    if commit:
+        os.environ[GIT_COMMIT_ENV] = commit
+    else:
+        os.environ.pop(GIT_COMMIT_ENV, None)
     try:
         os.environ[PARENT_ENV] = tracking.start_invocation(config, targets, jobs)
     except UserError as exc:
