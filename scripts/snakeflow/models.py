@@ -6,6 +6,7 @@ registry calls that need none of these live in ``snakeflow.registry``.
 
 from __future__ import annotations
 
+import importlib
 import os
 import warnings
 from pathlib import Path
@@ -39,39 +40,32 @@ def signature(frame: pd.DataFrame, predictions, numeric: list[str], used: list[s
     return ModelSignature(inputs=Schema(specs), outputs=outputs)
 
 
+# What a saved model needs to load: pip package -> the module it provides.
+PINNED = {"mlflow": "mlflow", "scikit-learn": "sklearn", "skops": "skops", "pandas": "pandas"}
+
+
 def requirements() -> list[str]:
     """What the saved model needs to load, pinned to the versions that trained it.
 
     Given explicitly: MLflow would otherwise infer them by loading the model in a
     subprocess, twice per model (about 4 s each).
     """
-    import sklearn
-
-    return [
-        f"mlflow=={mlflow.__version__}",
-        f"scikit-learn=={sklearn.__version__}",
-        f"skops=={skops.__version__}",
-        f"pandas=={pd.__version__}",
-    ]
+    return [f"{pkg}=={importlib.import_module(mod).__version__}" for pkg, mod in PINNED.items()]
 
 
-def _seed_requirement_check(requirements: list[str]) -> None:
-    """Spare MLflow its scan of every installed distribution when it checks ``requirements``.
+def _seed_requirement_check() -> None:
+    """Spare MLflow its scan of every installed distribution when it checks our requirements.
 
     Saving a model makes MLflow check the pip requirements against the environment
     (``warn_dependency_requirement_mismatches``); to map packages to modules it first reads
     the file list of every installed distribution (``packages_distributions``), 2-3 s per
-    process. Ours are exactly the versions imported in this process, so the map needs only
-    these packages. If MLflow renames its cache, this does nothing and the scan runs.
+    process. Ours are exactly the PINNED packages imported in this process, so the map needs
+    only these. If MLflow renames its cache, this does nothing and the scan runs.
     """
     from mlflow.utils import requirements_utils
 
-    modules = {"mlflow": "mlflow", "scikit-learn": "sklearn", "skops": "skops", "pandas": "pandas"}
     if getattr(requirements_utils, "_MODULES_TO_PACKAGES", False) is None:
-        names = {req.split("==")[0] for req in requirements}
-        requirements_utils._MODULES_TO_PACKAGES = {
-            module: [package] for package, module in modules.items() if package in names
-        }
+        requirements_utils._MODULES_TO_PACKAGES = {mod: [pkg] for pkg, mod in PINNED.items()}
 
 
 def save_and_log(pipeline, frame: pd.DataFrame, dst: Path, sig: ModelSignature, name: str):
@@ -84,7 +78,7 @@ def save_and_log(pipeline, frame: pd.DataFrame, dst: Path, sig: ModelSignature, 
     """
     trusted = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
     pins = requirements()
-    _seed_requirement_check(pins)
+    _seed_requirement_check()
     info = mlflow.sklearn.log_model(
         pipeline,
         name="model",
