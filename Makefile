@@ -16,13 +16,17 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/snakefmt --check . \
 	  && $(BIN)/snakemake --lint
 
-$(VENV)/.installed: requirements.txt
-	$(PYTHON) -m venv $(VENV)
+PLUGIN := snakemake-logger-plugin-mlflow
+PLUGIN_FILES := $(PLUGIN)/pyproject.toml $(wildcard $(PLUGIN)/snakemake_logger_plugin_mlflow/*.py)
+
+$(VENV)/.installed: requirements.txt $(PLUGIN_FILES)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps ./$(PLUGIN)
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
+$(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt requirements-cluster.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 

@@ -14,7 +14,7 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
-sf.coerce_cli_values(config, "schemas/config.schema.json")
+sf.coerce_cli_values(config, workflow.source_path("schemas/config.schema.json"))
 validate(config, "schemas/config.schema.json")
 sf.export_tracking_env(config)
 
@@ -51,13 +51,13 @@ rule download:
     output:
         csv=f"data/raw/{DATASET}.csv",
     log:
-        f"logs/download/{DATASET}.log",
+        **sf.logs("download", DATASET),
     benchmark:
         f"benchmarks/download/{DATASET}.tsv"
-    retries: 1
     conda:
         "envs/download.yaml"
     params:
+        dataset=DATASET,
         url_sha256=sf.data_url_digest(config),
         sha256_pin=config["data_sha256"],
         timeout=config["download"]["timeout"],
@@ -74,12 +74,13 @@ rule clean:
     output:
         csv=f"data/clean/{DATASET}.csv",
     log:
-        f"logs/clean/{DATASET}.log",
+        **sf.logs("clean", DATASET),
     benchmark:
         f"benchmarks/clean/{DATASET}.tsv"
     conda:
         "envs/clean.yaml"
     params:
+        dataset=DATASET,
         target=config["target"],
         drop_columns=config["clean"]["drop_columns"],
         dropna=config["clean"]["dropna"],
@@ -95,12 +96,13 @@ rule split:
         train=f"data/split/{DATASET}/train.csv",
         test=f"data/split/{DATASET}/test.csv",
     log:
-        f"logs/split/{DATASET}.log",
+        **sf.logs("split", DATASET),
     benchmark:
         f"benchmarks/split/{DATASET}.tsv"
     conda:
         "envs/split.yaml"
     params:
+        dataset=DATASET,
         target=config["target"],
         test_size=config["split"]["test_size"],
         seed=config["split"]["seed"],
@@ -114,13 +116,14 @@ rule train:
     output:
         model=directory(f"{RESULTS}/models/{{model}}"),
     log:
-        f"logs/train/{DATASET}/{{model}}.log",
+        **sf.logs("train", f"{DATASET}/{{model}}"),
     benchmark:
         f"benchmarks/train/{DATASET}/{{model}}.tsv"
     conda:
         "envs/train.yaml"
     threads: config["train"]["threads"]
     params:
+        dataset=DATASET,
         target=config["target"],
         estimator=sf.model_setting(config, "estimator"),
         model_params=sf.model_setting(config, "params"),
@@ -156,12 +159,13 @@ rule evaluate:
             subcategory="{model}",
         ),
     log:
-        f"logs/evaluate/{DATASET}/{{model}}.log",
+        **sf.logs("evaluate", f"{DATASET}/{{model}}"),
     benchmark:
         f"benchmarks/evaluate/{DATASET}/{{model}}.tsv"
     conda:
         "envs/evaluate.yaml"
     params:
+        dataset=DATASET,
         target=config["target"],
     script:
         "scripts/evaluate.py"
@@ -183,10 +187,11 @@ rule register:
             category="Evaluation",
         ),
     log:
-        f"logs/register/{DATASET}.log",
+        **sf.logs("register", DATASET),
     conda:
         "envs/register.yaml"
     params:
+        dataset=DATASET,
         model_name=sf.model_name(config),
         metric=config["register"]["metric"],
         threshold=config["register"]["threshold"],
@@ -202,12 +207,13 @@ rule predict:
     output:
         predictions=f"{RESULTS}/predictions.csv",
     log:
-        f"logs/predict/{DATASET}.log",
+        **sf.logs("predict", DATASET),
     benchmark:
         f"benchmarks/predict/{DATASET}.tsv"
     conda:
         "envs/predict.yaml"
     params:
+        dataset=DATASET,
         model_name=sf.model_name(config),
         alias=config["register"]["alias"],
         target=config["target"],
@@ -215,13 +221,3 @@ rule predict:
         "scripts/predict.py"
 
 
-onstart:
-    sf.start_invocation(workflow, config)
-
-
-onsuccess:
-    sf.end_invocation("FINISHED")
-
-
-onerror:
-    sf.end_invocation("FAILED")

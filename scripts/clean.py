@@ -7,15 +7,21 @@ if __name__ == "__main__":
 
 import csv
 import hashlib
+import io
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
-from snakeflow import tracking
+from snakeflow import record
 from snakeflow.csvio import BOM, RawCsv
 from snakeflow.errors import UserError, run_main
 from snakeflow.fileio import atomic_path
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
 
 # The strings pandas.read_csv reads as missing by default (pandas' STR_NA_VALUES);
 # tests check that this set and pandas agree on every row.
@@ -137,19 +143,50 @@ class _NeedsExactPath(Exception):
     """The fast path cannot vouch for this file; use the record-by-record path."""
 
 
+LF, CR, QUOTE, COMMA = b"\n"[0], b"\r"[0], b'"'[0], b","[0]
+
+
+class _Lines(NamedTuple):
+    """Whole lines of the input: their bytes, a uint8 view of them, the offset of each line's
+    LF (``ends``), and the offsets of all LFs and quotes in order (``marks``; ``is_quote``
+    tells which are quotes)."""
+
+    body: bytes
+    view: "np.ndarray"
+    ends: "np.ndarray"
+    marks: "np.ndarray"
+    is_quote: "np.ndarray"
+
+    @classmethod
+    def of(cls, body: bytes) -> "_Lines":
+        """Index ``body``, whole lines, in one vectorised pass."""
+        import numpy as np
+
+        view = np.frombuffer(body, dtype=np.uint8)
+        marks = np.flatnonzero((view == LF) | (view == QUOTE))
+        is_quote = view[marks] == QUOTE
+        return cls(body, view, marks[~is_quote], marks, is_quote)
+
+    def select(self, keep: "np.ndarray | None") -> "np.ndarray":
+        """The bytes of the lines where ``keep`` is true; all of them if ``keep`` is None."""
+        import numpy as np
+
+        if keep is None:
+            return self.view
+        return self.view[np.repeat(keep, np.diff(self.ends, prepend=-1))]
+
+
 def _clean_fast(
     src: Path, dst: Path, *, target: str | None, dropna, chunk_bytes: int = CHUNK_BYTES
 ) -> CleanStats:
     """One streaming pass: read whole lines in chunks of about ``chunk_bytes``, parse each
     chunk with pyarrow (multi-threaded), write the chunk's kept lines as bytes.
 
-    Raises _NeedsExactPath unless every line is exactly one record: pyarrow must find as
-    many records as there are lines, no bare CR may split lines, and no record may end
-    inside an open quote (pyarrow accepts one at the end of its input).
+    Raises _NeedsExactPath unless every line is exactly one record that the exact path reads
+    the same way (see :func:`_parse`), so that both paths accept and reject the same files.
     """
     import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 
     label = str(src)
@@ -176,66 +213,125 @@ def _clean_fast(
         ),
     }
     stats = CleanStats(columns_in=len(header), columns_out=len(header))
-    nulls = [0] * len(header)
-
-    def lines(fh):
-        """(bytes, numpy view, line end offsets) of whole lines, chunk by chunk."""
-        carry = b""
-        while chunk := fh.read(chunk_bytes):
-            buf = carry + chunk if carry else chunk
-            view = np.frombuffer(buf, dtype=np.uint8)
-            ends = np.flatnonzero(view == 10)
-            if len(ends) == 0:
-                carry = buf
-                continue
-            cut = int(ends[-1]) + 1
-            carry = buf[cut:]
-            yield buf[:cut], view[:cut], ends
-        if carry.endswith(b"\r"):
-            raise _NeedsExactPath  # a last line ending in a bare CR
-        if carry:  # the last line has no line end: give it the file's
-            body = carry + ending
-            yield body, np.frombuffer(body, dtype=np.uint8), np.array([len(body) - 1])
-
-    def kept(body: bytes, view, ends):
-        if b"\r" in body:
-            cr = np.flatnonzero(view == 13)
-            if (view[cr + 1] != 10).any():  # body ends with a LF, so cr + 1 is in range
-                raise _NeedsExactPath  # a bare CR: pyarrow ends a record there
-        table = pacsv.read_csv(pa.py_buffer(body), **options)
-        if table.num_rows != len(ends):
-            raise _NeedsExactPath  # blank lines, or records spanning lines
-        if any("\n" in (col[-1].as_py() or "") for col in table.columns):
-            raise _NeedsExactPath  # the last record ends inside an open quote
-        for i, col in enumerate(table.columns):
-            nulls[i] += col.null_count
-        stats.rows_in += len(ends)
-        if rule == "none":
-            stats.rows_out += len(ends)
-            return view
-        masks = [table.column(i).is_null() for i in checked]
-        drop = masks[0]
-        for mask in masks[1:]:
-            drop = pc.or_(drop, mask) if rule == "any" else pc.and_(drop, mask)
-        keep = np.asarray(pc.invert(drop).combine_chunks(), dtype=bool)
-        stats.rows_out += int(keep.sum())
-        lengths = np.diff(ends, prepend=-1)
-        return view[np.repeat(keep, lengths)]
-
-    try:
-        with open(src, "rb") as fh, atomic_path(dst) as tmp, open(tmp, "wb") as out:
-            if fh.readline().rstrip(b"\r\n") != header_bytes.rstrip(b"\r\n"):
-                raise _NeedsExactPath
-            out.write(header_bytes)
-            for body, view, ends in lines(fh):
-                out.write(kept(body, view, ends))
-            stats.nulls = dict(zip(header, nulls))
-            stats.dropped_nulls = stats.rows_in - stats.rows_out
-            if stats.rows_out == 0:
-                raise _NeedsExactPath  # the exact path explains it
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise _NeedsExactPath from exc
+    nulls = np.zeros(len(header), dtype=np.int64)
+    with open(src, "rb") as fh, atomic_path(dst) as tmp, open(tmp, "wb") as out:
+        if fh.readline().rstrip(b"\r\n") != header_bytes.rstrip(b"\r\n"):
+            raise _NeedsExactPath
+        out.write(header_bytes)
+        for lines in _whole_lines(fh, chunk_bytes, ending):
+            table = _parse(lines, options)
+            keep = _kept_rows(table, rule, checked)
+            nulls += [col.null_count for col in table.columns]
+            stats.rows_in += len(lines.ends)
+            stats.rows_out += len(lines.ends) if keep is None else int(keep.sum())
+            out.write(lines.select(keep))
+        stats.nulls = dict(zip(header, nulls.tolist()))
+        stats.dropped_nulls = stats.rows_in - stats.rows_out
+        if stats.rows_out == 0:
+            raise _NeedsExactPath  # the exact path explains it
     return stats
+
+
+def _whole_lines(fh: BinaryIO, chunk_bytes: int, ending: bytes) -> Iterator[_Lines]:
+    """The rest of ``fh`` as chunks of whole lines, about ``chunk_bytes`` each; a last line
+    without a line end gets ``ending``, one ending in a bare CR raises _NeedsExactPath."""
+    carry = b""
+    while chunk := fh.read(chunk_bytes):
+        buf = carry + chunk if carry else chunk
+        cut = buf.rfind(b"\n") + 1
+        if cut == 0:
+            carry = buf
+            continue
+        carry = buf[cut:]
+        yield _Lines.of(buf[:cut])
+    if carry.endswith(b"\r"):
+        raise _NeedsExactPath
+    if carry:
+        yield _Lines.of(carry + ending)
+
+
+def _parse(lines: _Lines, options: dict) -> "pa.Table":
+    """pyarrow's table of ``lines`` if each line is one record that the exact path reads alike.
+
+    pyarrow is lenient where Python's strict csv reader is not: it ends a record at a bare
+    CR, skips blank lines, lets a record run on to the next line or end inside an open
+    quote at the end of its input, and reads on after a closing quote (``"a"b`` is ``ab``).
+    Anything of the kind raises _NeedsExactPath, which decides (and names the line).
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    if b"\r" in lines.body:
+        cr = np.flatnonzero(lines.view == CR)
+        if (lines.view[cr + 1] != LF).any():  # the body ends with a LF, so cr + 1 is in range
+            raise _NeedsExactPath  # a bare CR: pyarrow ends a record there
+    try:
+        table = pacsv.read_csv(pa.py_buffer(lines.body), **options)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise _NeedsExactPath from exc  # ragged rows, not UTF-8, ...
+    if table.num_rows != len(lines.ends):
+        raise _NeedsExactPath  # blank lines, or records spanning lines
+    unsure = _unvouched_lines(lines)
+    if unsure.any() and not _strict_records(lines.select(unsure), int(unsure.sum())):
+        raise _NeedsExactPath  # a quote the exact path rejects, or a record spanning lines
+    return table
+
+
+def _unvouched_lines(lines: _Lines) -> "np.ndarray":
+    """Mask of the lines (bare CRs excluded) whose quotes a vectorised check cannot vouch for.
+
+    A line is vouched for when its quotes are exactly those of complete quoted fields:
+    counted from the line's start, each odd one (1st, 3rd, ...) opens a field (at the start
+    of the line or after a comma) or is the second of a doubled quote (after a quote), each
+    even one closes a field (before a comma or the line end) or starts a doubled quote
+    (before a quote), and there is an even number of them. Outside quotes every comma then
+    ends a field, so the strict reader reads that line as one record, as pyarrow does. The
+    other lines hold a quote inside an unquoted field (``5'10"``, which is fine) or a
+    misplaced one (which is not): the strict reader decides (:func:`_strict_records`).
+    """
+    import numpy as np
+
+    view, marks, is_quote = lines.view, lines.marks, lines.is_quote
+    quotes = marks[is_quote]
+    if len(quotes) == 0:
+        return np.zeros(len(lines.ends), dtype=bool)
+    seen = np.cumsum(is_quote)  # quotes up to each mark
+    on_earlier_lines = np.maximum.accumulate(np.where(is_quote, 0, seen))[is_quote]
+    odd = (seen[is_quote] - on_earlier_lines) % 2 == 1
+    before, after = view[quotes - 1], view[quotes + 1]  # a quote is never a line's last byte
+    opens = (before == COMMA) | (before == LF) | (before == QUOTE) | (quotes == 0)
+    closes = (after == COMMA) | (after == LF) | (after == CR) | (after == QUOTE)
+    unsure = np.diff(seen[~is_quote], prepend=0) % 2 == 1  # an odd number on the line
+    misplaced = np.where(odd, ~opens, ~closes)
+    if misplaced.any():
+        line = np.cumsum(~is_quote)[is_quote]  # the number of LFs before each quote
+        unsure[line[misplaced]] = True
+    return unsure
+
+
+def _strict_records(data: "np.ndarray", count: int) -> bool:
+    """Whether ``data``, ``count`` whole lines, is ``count`` records to the exact path's reader."""
+    try:
+        text = data.tobytes().decode()
+        records = sum(1 for _ in csv.reader(io.StringIO(text, newline=""), strict=True))
+    except (csv.Error, UnicodeDecodeError):
+        return False
+    return records == count
+
+
+def _kept_rows(table: "pa.Table", rule: str, checked: list[int]) -> "np.ndarray | None":
+    """Mask of the rows of ``table`` that pass the null rule; None when all of them do."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    if rule == "none" or not checked:
+        return None
+    nulls = [table.column(i).is_null() for i in checked]
+    drop = nulls[0]
+    for mask in nulls[1:]:
+        drop = pc.or_(drop, mask) if rule == "any" else pc.and_(drop, mask)
+    return np.asarray(pc.invert(drop).combine_chunks(), dtype=bool)
 
 
 def _clean_exact(
@@ -310,9 +406,9 @@ def _clean_exact(
 
 def main() -> None:
     params = snakemake.params
-    with tracking.step(snakemake) as run:
+    with record.step(snakemake) as run:
         src = Path(snakemake.input.csv)
-        run.log_input(src, name=snakemake.config["dataset"], context="raw")
+        run.input(src, name=snakemake.params.dataset, context="raw")
         stats = clean_csv(
             src,
             Path(snakemake.output.csv),
@@ -321,7 +417,7 @@ def main() -> None:
             dropna=params.dropna,
             drop_duplicates=params.drop_duplicates,
         )
-        run.log_metrics(stats.metrics())
+        run.metrics(stats.metrics())
         print(f"kept {stats.rows_out} of {stats.rows_in} rows", file=sys.stderr)
 
 

@@ -7,20 +7,23 @@ if __name__ == "__main__":
 
 import codecs
 import csv
+import email.utils
 import io
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from snakeflow import tracking, urls
+from snakeflow import record, urls
 from snakeflow.errors import UserError, run_main
 from snakeflow.fileio import CHUNK, BackgroundSha256, atomic_path
 
 RETRY_STATUS = (429, 500, 502, 503, 504)
+RETRY_AFTER_MAX = 60.0  # seconds; the longest wait a Retry-After header can ask for
 SNIFF_BYTES = 64 * 1024
 
 
@@ -48,22 +51,15 @@ class _TooLarge(UserError):
     pass
 
 
-def _session(attempts: int, backoff: float) -> requests.Session:
-    """A session whose connection errors and 429/5xx answers are retried with backoff."""
-    retry = Retry(
-        total=attempts - 1,
-        connect=attempts - 1,
-        read=attempts - 1,
-        status=attempts - 1,
-        other=0,
-        backoff_factor=backoff,
-        status_forcelist=RETRY_STATUS,
-        allowed_methods=frozenset({"GET"}),
-        raise_on_status=False,
-        respect_retry_after_header=True,
-    )
+def _session() -> requests.Session:
+    """A session that never retries by itself: ``_fetch_http`` is the one retry loop.
+
+    ``Retry(total=0, read=False)`` (requests' own default, spelled out): one connection per
+    request, a connection or read error raised at once. Redirects are followed by requests,
+    not counted as attempts.
+    """
+    adapter = HTTPAdapter(max_retries=Retry(total=0, read=False, raise_on_status=False))
     session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
@@ -83,73 +79,130 @@ def _copy_stream(chunks, out, digest, max_bytes: int, label: str) -> int:
     return written
 
 
+class _Retryable(Exception):
+    """An attempt failed in a way that another attempt may fix."""
+
+    def __init__(self, reason: str, retry_after: float = 0.0):
+        super().__init__(reason)
+        self.reason, self.retry_after = reason, retry_after
+
+
+def _retry_after(response: requests.Response) -> float:
+    """Seconds a 429/503 answer asks the client to wait (``Retry-After``), 0 if it does not.
+
+    Accepts delay-seconds and an HTTP date; at most RETRY_AFTER_MAX, so a server cannot park
+    the job for hours (the attempt count stays the configured one either way).
+    """
+    value = (response.headers.get("Retry-After") or "").strip()
+    if response.status_code not in (429, 503) or not value:
+        return 0.0
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return 0.0
+        if when.tzinfo is None:  # "-0000": UTC by RFC 5322
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX)
+
+
+def _attempt(
+    session: requests.Session, url: str, tmp: Path, *, timeout: float, max_bytes: int, label: str
+) -> tuple[int, str]:
+    """One GET of ``url`` streamed into ``tmp``. Returns (bytes, sha256).
+
+    Raises _Retryable for connection errors, timeouts, HTTP 429/5xx and truncated bodies,
+    UserError for everything another attempt would not change.
+    """
+    try:
+        with (
+            session.get(url, stream=True, timeout=(timeout, timeout)) as response,
+            BackgroundSha256() as digest,
+        ):
+            if response.status_code >= 400:
+                status = f"HTTP {response.status_code} {response.reason or ''}".rstrip()
+                if response.status_code in RETRY_STATUS:
+                    raise _Retryable(status, _retry_after(response))
+                raise UserError(f"download of {label} failed: {status}; check data_url")
+            length = response.headers.get("Content-Length")
+            if length and length.isdigit() and int(length) > max_bytes:
+                raise _TooLarge(
+                    f"{label} announces {length} bytes, more than download.max_bytes ({max_bytes})"
+                )
+            if "html" in response.headers.get("Content-Type", "").lower():
+                raise UserError(f"{label} returned an HTML page, not a CSV file; check data_url")
+            with open(tmp, "wb") as out:
+                chunks = response.iter_content(chunk_size=CHUNK)
+                written = _copy_stream(chunks, out, digest, max_bytes, label)
+            return written, digest.hexdigest()
+    except (
+        requests.exceptions.ChunkedEncodingError,
+        requests.exceptions.ConnectionError,
+        requests.exceptions.Timeout,
+    ) as exc:
+        raise _Retryable(_reason(exc)) from exc
+    except requests.exceptions.RequestException as exc:
+        raise UserError(f"download of {label} failed: {_reason(exc)}") from exc
+
+
 def _fetch_http(
     url: str, tmp: Path, *, timeout: float, attempts: int, backoff: float, max_bytes: int
 ) -> tuple[int, str, int]:
-    """Stream ``url`` into ``tmp``; retry truncated transfers. Returns (bytes, sha256, attempts)."""
+    """Stream ``url`` into ``tmp``. Returns (bytes, sha256, attempts made).
+
+    The one retry loop of a download: at most ``attempts`` GETs, one connection each.
+    Connection errors, timeouts, HTTP 429/5xx and truncated bodies are retried after waits
+    of backoff, 2*backoff, 4*backoff, ... seconds (longer when a 429/503 asks for it with
+    Retry-After, see ``_retry_after``); any other failure ends the download at once.
+    """
     label = urls.redact(url)
-    session = _session(attempts, backoff)
-    for attempt in range(1, attempts + 1):
-        try:
-            with (
-                session.get(url, stream=True, timeout=(timeout, timeout)) as response,
-                BackgroundSha256() as digest,
-            ):
-                if response.status_code >= 400:
+    attempts = max(1, attempts)
+    with _session() as session:
+        for attempt in range(1, attempts + 1):
+            try:
+                written, digest = _attempt(
+                    session, url, tmp, timeout=timeout, max_bytes=max_bytes, label=label
+                )
+                return written, digest, attempt
+            except _Retryable as exc:
+                if attempt == attempts:
                     raise UserError(
-                        f"download of {label} failed: HTTP {response.status_code} "
-                        f"{response.reason or ''}".rstrip()
-                        + "; check data_url"
-                    )
-                length = response.headers.get("Content-Length")
-                if length and length.isdigit() and int(length) > max_bytes:
-                    raise _TooLarge(
-                        f"{label} announces {length} bytes, more than download.max_bytes "
-                        f"({max_bytes})"
-                    )
-                if "html" in response.headers.get("Content-Type", "").lower():
-                    raise UserError(
-                        f"{label} returned an HTML page, not a CSV file; check data_url"
-                    )
-                with open(tmp, "wb") as out:
-                    chunks = response.iter_content(chunk_size=CHUNK)
-                    written = _copy_stream(chunks, out, digest, max_bytes, label)
-                return written, digest.hexdigest(), attempt
-        except UserError:
-            raise
-        except (
-            requests.exceptions.ChunkedEncodingError,
-            requests.exceptions.ConnectionError,
-            requests.exceptions.Timeout,
-        ) as exc:
-            reason = _reason(exc)
-            if attempt == attempts:
-                raise UserError(
-                    f"download of {label} failed after {attempts} attempt(s): {reason}"
-                ) from exc
-            wait = backoff * 2 ** (attempt - 1)
-            print(f"attempt {attempt} failed ({reason}); retrying in {wait:.1f} s", file=sys.stderr)
-            time.sleep(wait)
-        except requests.exceptions.RequestException as exc:
-            raise UserError(f"download of {label} failed: {_reason(exc)}") from exc
+                        f"download of {label} failed after {attempt} attempt(s): {exc.reason}"
+                    ) from exc
+                wait = max(backoff * 2 ** (attempt - 1), exc.retry_after)
+                print(
+                    f"attempt {attempt} of {attempts} failed ({exc.reason}); "
+                    f"retrying in {wait:.2f} s",
+                    file=sys.stderr,
+                )
+                time.sleep(wait)
     raise AssertionError("unreachable")
+
+
+_REASONS = {  # text in a requests error -> the reason a message gives (never the URL)
+    "Connection refused": "Connection refused",
+    "Connection reset": "Connection reset by the server",
+    "Remote end closed connection": "the server closed the connection without answering",
+    "Name or service not known": "Name or service not known",
+    "Temporary failure in name resolution": "Temporary failure in name resolution",
+    "No route to host": "No route to host",
+    "Network is unreachable": "Network is unreachable",
+    "timed out": "timed out",
+    "IncompleteRead": "IncompleteRead",
+    "Connection broken": "Connection broken",
+    "Max retries exceeded": "cannot connect",  # urllib3's wrapper of any other connect error
+}
 
 
 def _reason(exc: BaseException) -> str:
     """A short, secret-free reason for a requests error."""
     text = str(exc)
-    for key in (
-        "Connection refused",
-        "Name or service not known",
-        "timed out",
-        "Read timed out",
-        "IncompleteRead",
-        "Connection broken",
-        "Max retries exceeded",
-        "Temporary failure in name resolution",
-    ):
+    for key, reason in _REASONS.items():
         if key in text:
-            return key if key != "Max retries exceeded" else "too many failed attempts"
+            return reason
     return type(exc).__name__
 
 
@@ -242,8 +295,8 @@ def main() -> None:
     config = snakemake.config
     params = snakemake.params
     url = urls.data_url(config)
-    with tracking.step(snakemake) as run:
-        run.log_params({"source": urls.redact(url)})
+    with record.step(snakemake) as run:
+        run.params({"source": urls.redact(url)})
         stats = download_csv(
             url,
             Path(snakemake.output.csv),
@@ -254,8 +307,8 @@ def main() -> None:
             sha256=params.sha256_pin or None,
         )
         source = url if urls.parse_source(url).kind == "http" else urls.local_path(url)
-        run.log_input(source, name=config["dataset"], context="source", sha256=stats.sha256)
-        run.log_metrics(stats.metrics())
+        run.input(source, name=params.dataset, context="source", digest=stats.sha256)
+        run.metrics(stats.metrics())
 
 
 if __name__ == "__main__":

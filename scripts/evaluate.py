@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn import metrics as skm
 from sklearn.preprocessing import label_binarize
 
-from snakeflow import models, tracking
+from snakeflow import models, record
 from snakeflow.errors import UserError, run_main
 from snakeflow.fileio import atomic_path
 
@@ -109,10 +109,9 @@ def evaluate_model(model_dir: Path, test_csv: Path, target: str):
 def main() -> None:
     out = snakemake.output
     name = snakemake.wildcards.model
-    with tracking.step(snakemake) as run:
-        record = models.ModelRecord.load(snakemake.input.model)
+    with record.step(snakemake) as run:
         test_csv = Path(snakemake.input.test)
-        run.log_input(test_csv, name=snakemake.config["dataset"], context="test")
+        run.input(test_csv, name=snakemake.params.dataset, context="test")
         y_true, y_pred, proba, classes = evaluate_model(
             Path(snakemake.input.model), test_csv, snakemake.params.target
         )
@@ -125,17 +124,18 @@ def main() -> None:
             "metrics": {k: (None if math.isnan(v) else v) for k, v in scores.items()},
             "test_rows": len(y_true),
             "classes": [str(c) for c in classes],
-            **{f"mlflow_{k}": v for k, v in vars(record).items() if k != "name"},
+            "model_dir": str(snakemake.input.model),
         }
         with atomic_path(out.metrics) as tmp:
             tmp.write_text(json.dumps(result, indent=2) + "\n")
         finite = {k: v for k, v in scores.items() if not math.isnan(v)}
-        run.log_metrics(finite)
-        run.log_model_metrics(record.run_id, record.model_id, finite)
+        # Also on the training run and its logged model (an MLflow habit: the model's page
+        # shows how it scored); the plugin resolves the model directory to both.
+        run.metrics(finite, model=snakemake.input.model)
         for path in (out.confusion, out.roc, out.pr):
-            run.log_artifact(path, "plots")
-            run.log_artifact_to(record.run_id, path, "evaluation")
-        run.set_tags({"snakeflow.model": name, "snakeflow.model_id": record.model_id})
+            run.artifact(path, "plots")
+            run.artifact(path, "evaluation", model=snakemake.input.model)
+        run.tags({"snakeflow.model": name})
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from snakeflow import models, tracking
+from snakeflow import models, record
 from snakeflow.errors import UserError, run_main
 from snakeflow.fileio import atomic_path
 
@@ -39,13 +39,13 @@ def predict_csv(pipeline, src: Path, dst: Path, *, target: str) -> int:
 
 def main() -> None:
     params = snakemake.params
-    with tracking.step(snakemake) as run:
+    with record.step(snakemake) as run:
         uri, version, pipeline = models.load_champion(params.model_name, params.alias)
         src = Path(snakemake.input.csv)
-        run.log_input(src, name=snakemake.config["dataset"], context="predict")
+        run.input(src, name=snakemake.params.dataset, context="predict")
         rows = predict_csv(pipeline, src, Path(snakemake.output.predictions), target=params.target)
-        run.set_tags({"snakeflow.model_uri": uri, "snakeflow.model_version": str(version.version)})
-        run.log_metrics({"rows": rows})
+        run.tags({"snakeflow.model_uri": uri, "snakeflow.model_version": str(version.version)})
+        run.metrics({"rows": rows})
 
 
 if __name__ == "__main__":

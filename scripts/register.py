@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from snakeflow import registry, tracking
+from snakeflow import record, registry
 from snakeflow.errors import UserError, run_main
 from snakeflow.fileio import atomic_path
 
@@ -91,7 +91,7 @@ def _fmt(value) -> str:
 
 def main() -> None:
     params = snakemake.params
-    with tracking.step(snakemake) as run:
+    with record.step(snakemake) as run:
         results = [json.loads(Path(p).read_text()) for p in snakemake.input.metrics]
         decision = decide(
             results,
@@ -101,21 +101,20 @@ def main() -> None:
             alias=params.alias,
         )
         if decision.passed:
-            record = registry.ModelRecord.load(
-                Path(snakemake.input.models[[r["model"] for r in results].index(decision.best)])
-            )
+            best = next(r for r in results if r["model"] == decision.best)
+            model = registry.logged_model(best["model_dir"])
             current = registry.champion_version(decision.model_name, decision.alias)
-            decision.mlflow = {"run_id": record.run_id, "model_id": record.model_id}
-            if current is not None and current.tags.get("snakeflow.model_id") == record.model_id:
+            decision.mlflow = {"run_id": model.source_run_id, "model_id": model.model_id}
+            if current is not None and current.tags.get("snakeflow.model_id") == model.model_id:
                 decision.version = str(current.version)
                 decision.reason += f"; already {decision.alias} (version {current.version})"
             else:
                 version = registry.register(
-                    record,
+                    model.model_id,
                     decision.model_name,
                     decision.alias,
                     tags={
-                        "snakeflow.model_id": record.model_id,
+                        "snakeflow.model_id": model.model_id,
                         "snakeflow.model": decision.best,
                         decision.metric: str(decision.value),
                     },
@@ -128,18 +127,18 @@ def main() -> None:
         write_table(results, Path(snakemake.output.table))
         with atomic_path(snakemake.output.registration) as tmp:
             tmp.write_text(json.dumps(asdict(decision), indent=2) + "\n")
-        run.set_tags(
+        run.tags(
             {
                 "snakeflow.gate": "passed" if decision.passed else "failed",
                 "snakeflow.gate_reason": decision.reason,
                 "snakeflow.best_model": decision.best or "",
             }
         )
-        run.log_metrics(
+        run.metrics(
             {f"{decision.metric}.{m}": v for m, v in decision.candidates.items() if v is not None}
         )
-        run.log_metrics({"registered": int(decision.registered)})
-        run.log_artifact(snakemake.output.registration)
+        run.metrics({"registered": int(decision.registered)})
+        run.artifact(snakemake.output.registration)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sklearn.model_selection import train_test_split
 
-from snakeflow import tracking
+from snakeflow import record
 from snakeflow.csvio import RawCsv
 from snakeflow.errors import UserError, run_main
 from snakeflow.fileio import atomic_path
@@ -94,9 +94,9 @@ def split_csv(
 
 def main() -> None:
     params = snakemake.params
-    with tracking.step(snakemake) as run:
+    with record.step(snakemake) as run:
         src = Path(snakemake.input.csv)
-        run.log_input(src, name=snakemake.config["dataset"], context="clean")
+        run.input(src, name=snakemake.params.dataset, context="clean")
         stats = split_csv(
             src,
             Path(snakemake.output.train),
@@ -105,8 +105,8 @@ def main() -> None:
             test_size=params.test_size,
             seed=params.seed,
         )
-        run.log_metrics(stats.metrics())
-        run.log_params({"class_counts": stats.classes})
+        run.metrics(stats.metrics())
+        run.params({"class_counts": stats.classes})
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from snakeflow import models, tracking
+from snakeflow import models, record
 from snakeflow.errors import UserError, run_main
 from snakeflow.fileio import atomic_path
 
@@ -170,9 +170,9 @@ def train_model(
 def main() -> None:
     params = snakemake.params
     name = snakemake.wildcards.model
-    with tracking.step(snakemake) as run:
+    with record.step(snakemake) as run:
         src = Path(snakemake.input.csv)
-        run.log_input(src, name=snakemake.config["dataset"], context="train")
+        run.input(src, name=snakemake.params.dataset, context="train")
         pipeline, plan, features = train_model(
             src,
             name=name,
@@ -184,7 +184,7 @@ def main() -> None:
             seed=params.seed,
             threads=snakemake.threads,
         )
-        run.log_params(
+        run.params(
             {
                 "features.numeric": plan.numeric,
                 "features.categorical": plan.categorical,
@@ -192,13 +192,14 @@ def main() -> None:
                 "estimator.effective": pipeline.named_steps["model"].get_params(),
             }
         )
-        run.log_metrics({"train_rows": len(features), "features": len(plan.used)})
+        run.metrics({"train_rows": len(features), "features": len(plan.used)})
         sig = models.signature(
             features, pipeline.predict(features.head(5)), plan.numeric, plan.used
         )
         with atomic_path(snakemake.output.model) as tmp:
-            record = models.save_and_log(pipeline, features, tmp, sig, name)
-        run.set_tags({"snakeflow.model": name, "snakeflow.model_id": record.model_id})
+            models.save(pipeline, features, tmp, sig)
+        run.model(snakemake.output.model)
+        run.tags({"snakeflow.model": name})
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -152,6 +153,7 @@ class _Handler(BaseHTTPRequestHandler):
     /files/<name>             the file
     /status/<code>            that HTTP status
     /flaky/<key>/<n>/<name>   HTTP 503 for the first n requests of <key>, then the file
+                              (``?retry_after=<s>`` adds that Retry-After header to the 503s)
     /truncate/<key>/<n>/<name> the first n requests close the body half-way, then the file
     /slow/<seconds>/<name>    waits before answering
     /html                     an HTML page with status 200
@@ -162,9 +164,18 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # keep pytest output clean
         pass
 
-    def _send(self, code: int, body: bytes, ctype: str = "text/csv", length: int | None = None):
+    def _send(
+        self,
+        code: int,
+        body: bytes,
+        ctype: str = "text/csv",
+        length: int | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         self.send_response(code)
         self.send_header("Content-Type", ctype)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body) if length is None else length))
         self.end_headers()
         self.wfile.write(body)
@@ -195,7 +206,9 @@ class _Handler(BaseHTTPRequestHandler):
                 server.counts[key] = seen + 1
             body = self._file(name) or b""
             if seen < n and kind == "flaky":
-                return self._send(503, b"busy", "text/plain")
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                headers = {"Retry-After": query["retry_after"][0]} if "retry_after" in query else {}
+                return self._send(503, b"busy", "text/plain", headers=headers)
             if seen < n:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/csv")
@@ -239,6 +252,63 @@ def http_server(tmp_path_factory) -> Server:
     thread.start()
     yield Server(f"http://127.0.0.1:{httpd.server_address[1]}", root, httpd)
     httpd.shutdown()
+
+
+class DroppingServer:
+    """A TCP server on 127.0.0.1 that accepts connections and closes them at once.
+
+    It counts the connections it accepts (``accepted``). After ``drop`` connections (all of
+    them by default) it answers each further one with ``body`` as a 200 CSV response.
+    """
+
+    def __init__(self, drop: int | None = None, body: bytes = b""):
+        self.drop, self.body = drop, body
+        self.accepted = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.05)  # so the loop sees _stop
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            with self._lock:
+                self.accepted += 1
+                dropping = self.drop is None or self.accepted <= self.drop
+            with conn:
+                if not dropping:
+                    conn.settimeout(5)
+                    conn.recv(65536)  # the request; one read is enough for a small GET
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nConnection: close\r\n"
+                        + f"Content-Length: {len(self.body)}\r\n\r\n".encode()
+                        + self.body
+                    )
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._sock.close()
+
+
+@pytest.fixture
+def dropping_server():
+    """Make DroppingServer(drop=..., body=...) instances; all are closed after the test."""
+    servers: list[DroppingServer] = []
+
+    def make(drop: int | None = None, body: bytes = b"") -> DroppingServer:
+        servers.append(DroppingServer(drop, body))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.close()
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,9 @@
 
 - ``workflow``: helpers the Snakefile needs at parse time (standard library only, so a
   no-op ``snakemake`` stays cheap);
-- ``tracking``: every MLflow call of the pipeline (imports mlflow; step scripts only);
-- ``fileio``, ``urls``, ``errors``: atomic writes, URL handling and user-facing errors.
+- ``record``: what a step records for MLflow (its job record; standard library only);
+- ``models``, ``registry``: saving and loading models, and the Model Registry (register and
+  predict are the only steps that reach the tracking store);
+- ``fileio``, ``urls``, ``errors``, ``csvio``: atomic writes, URL handling, user-facing
+  errors and exact CSV reading.
 """
-
-PARENT_ENV = "SNAKEFLOW_PARENT_RUN_ID"  # the invocation's parent run id, passed to every job
-GIT_COMMIT_ENV = "SNAKEFLOW_GIT_COMMIT"  # the workflow's git commit, found once per invocation

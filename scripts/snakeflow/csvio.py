@@ -41,8 +41,9 @@ class RawCsv:
     ``header_raw`` is the header's source text (BOM and line end included), ``header`` its
     names (BOM stripped), ``ending`` the line end the file uses. Iterating yields
     ``(fields, raw)`` pairs for each non-blank record, ``raw`` being its exact text (with
-    its line end, added if the file's last line lacked one). Ragged records, duplicate or
-    missing header names raise UserError naming ``label`` and the line.
+    its line end, added if the file's last line lacked one). Ragged records, malformed
+    quoting (Python's strict reading), an empty or blank header name and duplicate header
+    names raise UserError naming ``label`` and the line.
     """
 
     def __init__(self, fh: TextIO, label: str):
@@ -64,6 +65,13 @@ class RawCsv:
                 raw = self._tap.pop()
                 if row:
                     header = [row[0].removeprefix(BOM), *row[1:]]
+                    unnamed = [str(i) for i, name in enumerate(header, 1) if not name.strip()]
+                    if unnamed:
+                        which = "column" + "s" * (len(unnamed) > 1)
+                        raise UserError(
+                            f"{self.label} line {self.lineno}: the header has no name for "
+                            f"{which} {', '.join(unnamed)}; name every column"
+                        )
                     dupes = sorted({n for n in header if header.count(n) > 1})
                     if dupes:
                         raise UserError(

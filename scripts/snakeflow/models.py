@@ -1,7 +1,8 @@
-"""MLflow models: log a fitted sklearn pipeline, load it back, load the champion.
+"""MLflow models: save a fitted sklearn pipeline locally, load it back, load the champion.
 
-Used by train, evaluate and predict (their envs have scikit-learn, pandas and skops); the
-registry calls that need none of these live in ``snakeflow.registry``.
+Used by train, evaluate and predict (their envs have scikit-learn, pandas and skops). Only
+predict reaches the tracking store (for the champion); the registry calls live in
+``snakeflow.registry``.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import skops.io
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.types.schema import AnyType, ColSpec, Schema
 
+from . import registry
 from .errors import UserError
-from .registry import ModelRecord, champion_version
+from .registry import champion_version
 
-__all__ = ["ModelRecord", "load_champion", "load_local", "save_and_log", "signature"]
+__all__ = ["load_champion", "load_local", "save", "signature"]
 
 
 def signature(frame: pd.DataFrame, predictions, numeric: list[str], used: list[str]):
@@ -68,35 +70,24 @@ def _seed_requirement_check() -> None:
         requirements_utils._MODULES_TO_PACKAGES = {mod: [pkg] for pkg, mod in PINNED.items()}
 
 
-def save_and_log(pipeline, frame: pd.DataFrame, dst: Path, sig: ModelSignature, name: str):
-    """Log ``pipeline`` as an MLflow model of the active run and put a copy in ``dst``.
+def save(pipeline, frame: pd.DataFrame, dst: Path, sig: ModelSignature) -> None:
+    """Save ``pipeline`` to ``dst`` in MLflow's model format; no tracking store is involved.
 
     Serialised with skops (no pickle); the types skops must trust are those of this
-    pipeline, recorded in the MLmodel file. The model is saved once, by ``log_model``;
-    ``dst`` receives the logged files (MLmodel with its run and model id). Returns the
-    ModelRecord written into ``dst``.
+    pipeline, recorded in the MLmodel file. The job records ``dst`` and the logger plugin
+    logs it as a LoggedModel of the job's run.
     """
     trusted = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
-    pins = requirements()
     _seed_requirement_check()
-    info = mlflow.sklearn.log_model(
+    mlflow.sklearn.save_model(
         pipeline,
-        name="model",
+        str(dst),
+        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
         signature=sig,
         input_example=frame.head(5),
         skops_trusted_types=trusted,
-        pip_requirements=pins,
+        pip_requirements=requirements(),
     )
-    Path(dst).mkdir(parents=True, exist_ok=True)
-    mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=str(dst))
-    record = ModelRecord(
-        name=name,
-        run_id=mlflow.active_run().info.run_id,
-        model_id=info.model_id,
-        model_uri=info.model_uri,
-    )
-    record.save(dst)
-    return record
 
 
 def load_local(model_dir: str | os.PathLike[str]):
@@ -117,4 +108,7 @@ def load_champion(model_name: str, alias: str):
             "no model has passed the registration gate (see registration.json and "
             "register.threshold)"
         )
-    return uri, version, mlflow.sklearn.load_model(uri)
+    try:
+        return uri, version, mlflow.sklearn.load_model(uri)
+    except registry.STORE_ERRORS as exc:
+        raise registry.store_error(exc) from exc

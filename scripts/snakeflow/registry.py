@@ -1,54 +1,115 @@
-"""The MLflow Model Registry: which run and logged model a trained model is, and its versions.
+"""The MLflow Model Registry: the only tracking-store access a step may have.
 
-MLflow only: the register step imports this and not ``snakeflow.models``, so it does not
-load pandas, scikit-learn or skops (about 2 s per job) to talk to the registry.
+register and predict import this; no other step talks to the store. MLflow reads the store's
+URI and the experiment from ``MLFLOW_TRACKING_URI`` and ``MLFLOW_EXPERIMENT_NAME``, which
+the Snakefile (``workflow.export_tracking_env``) puts in every job's environment. MLflow
+only: register does not load pandas, scikit-learn or skops.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass
+import time
 from pathlib import Path
 
-import mlflow
+import yaml
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import (
+    INVALID_PARAMETER_VALUE,
+    RESOURCE_DOES_NOT_EXIST,
+    ErrorCode,
+)
 from mlflow.tracking import MlflowClient
+from requests.exceptions import RequestException
 
-from .tracking import tracking_uri
+from .errors import UserError
+from .urls import redact
 
-TRACKING_FILE = "snakeflow.json"  # beside MLmodel: which run and logged model this is
+# Set on every LoggedModel by the logger plugin: the ``model_uuid`` of the MLmodel it was
+# logged from (snakemake_logger_plugin_mlflow.channel.MODEL_UUID_TAG; a test keeps the two equal).
+MODEL_UUID_TAG = "snakeflow.model_uuid"
+STORE_ERRORS = (MlflowException, OSError, RequestException)
 
 
-@dataclass
-class ModelRecord:
-    """Where a trained model lives in MLflow; saved in the model directory."""
+def store_error(exc: BaseException) -> UserError:
+    """One line naming the tracking store and the first line of what went wrong."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    text = str(exc).strip()
+    reason = text.splitlines()[0] if text else type(exc).__name__
+    return UserError(f"MLflow tracking store {redact(uri)} is not usable: {reason[:300]}")
 
-    name: str
-    run_id: str
-    model_id: str
-    model_uri: str
 
-    def save(self, model_dir: Path) -> None:
-        (Path(model_dir) / TRACKING_FILE).write_text(json.dumps(asdict(self), indent=2))
-
-    @classmethod
-    def load(cls, model_dir: str | os.PathLike[str]) -> ModelRecord:
-        return cls(**json.loads((Path(model_dir) / TRACKING_FILE).read_text()))
+def _missing(exc: MlflowException) -> bool:
+    """Whether ``exc`` says the registered model or alias does not exist (and nothing else)."""
+    code = exc.error_code
+    if code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+        return True
+    return code == ErrorCode.Name(INVALID_PARAMETER_VALUE) and "not found" in exc.message
 
 
 def champion_version(model_name: str, alias: str):
-    """The model version holding ``alias``, or None."""
-    client = MlflowClient(tracking_uri())
+    """The model version holding ``alias``, or None if the model or the alias does not exist.
+
+    Any other failure (store down, permission denied) is a UserError, never "no alias".
+    """
     try:
-        return client.get_model_version_by_alias(model_name, alias)
-    except MlflowException:
-        return None
+        return MlflowClient().get_model_version_by_alias(model_name, alias)
+    except MlflowException as exc:
+        if _missing(exc):
+            return None
+        raise store_error(exc) from exc
+    except (OSError, RequestException) as exc:
+        raise store_error(exc) from exc
 
 
-def register(record: ModelRecord, model_name: str, alias: str, tags: dict[str, str]):
-    """Register ``record`` as a new version of ``model_name`` and point ``alias`` at it."""
-    client = MlflowClient(tracking_uri())
-    version = mlflow.register_model(record.model_uri, model_name, tags=tags)
-    client.set_registered_model_alias(model_name, alias, version.version)
+def model_uuid(model_dir: str | os.PathLike[str]) -> str:
+    """The ``model_uuid`` that MLflow wrote into the MLmodel file of a saved model."""
+    return str(yaml.safe_load((Path(model_dir) / "MLmodel").read_text())["model_uuid"])
+
+
+def logged_model(model_dir: str | os.PathLike[str], *, wait: float = 120.0):
+    """The LoggedModel that the logger plugin logged from ``model_dir``.
+
+    The plugin logs a job's record after the job ends, on its own thread; a step that runs
+    right after may have to wait a moment. UserError if it does not appear within ``wait``
+    seconds (the plugin is off, or the store is down).
+    """
+    uuid = model_uuid(model_dir)
+    client = MlflowClient()
+    try:
+        name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "snakeflow")
+        experiment = client.get_experiment_by_name(name)
+        deadline = time.monotonic() + wait
+        while True:
+            found = []
+            if experiment is not None:
+                found = client.search_logged_models(
+                    [experiment.experiment_id],
+                    filter_string=f"tags.`{MODEL_UUID_TAG}` = '{uuid}'",
+                    max_results=1,
+                )
+            if found and str(found[0].status) == "READY":
+                return found[0]
+            if time.monotonic() > deadline:
+                raise UserError(
+                    f"the model in {model_dir} is not in the tracking store after {wait:.0f} s: "
+                    "run snakemake with the MLflow logger (profiles/default turns it on; "
+                    "or --logger mlflow) so that trained models are logged"
+                )
+            time.sleep(0.5)
+            experiment = experiment or client.get_experiment_by_name(name)
+    except STORE_ERRORS as exc:
+        raise store_error(exc) from exc
+
+
+def register(model_id: str, model_name: str, alias: str, tags: dict[str, str]):
+    """Register logged model ``model_id`` as a new version of ``model_name``; point ``alias``
+    at it."""
+    import mlflow
+
+    try:
+        version = mlflow.register_model(f"models:/{model_id}", model_name, tags=tags)
+        MlflowClient().set_registered_model_alias(model_name, alias, version.version)
+    except STORE_ERRORS as exc:
+        raise store_error(exc) from exc
     return version

@@ -1,0 +1,109 @@
+"""``snakemake --logger mlflow``: track any Snakemake workflow in MLflow.
+
+One parent run per invocation that runs jobs (none for a no-op or a dry run), one nested
+run per job with its rule, wildcards, threads, resources, the sha256 of every output, its
+log and benchmark files, and whatever the job recorded in its record file (see
+:mod:`.channel`). Only the snakemake process talks to the tracking store: jobs need neither
+MLflow nor a route to the server.
+
+Settings (command line or profile): ``--logger-mlflow-tracking-uri`` (else
+``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the working directory),
+``--logger-mlflow-experiment`` (else ``MLFLOW_EXPERIMENT_NAME``, else ``snakemake``),
+``--logger-mlflow-drain-timeout`` (seconds the end of an invocation waits for a store that
+does not answer; what is left is logged by the next invocation).
+"""
+
+
+import logging
+from dataclasses import dataclass, field
+from typing import Optional
+
+from snakemake_interface_logger_plugins.base import LogHandlerBase
+from snakemake_interface_logger_plugins.settings import LogHandlerSettingsBase
+
+from .tracker import Tracker
+
+__all__ = ["LogHandler", "LogHandlerSettings"]
+
+
+@dataclass
+class LogHandlerSettings(LogHandlerSettingsBase):
+    tracking_uri: Optional[str] = field(  # noqa: UP045 (Snakemake's settings parser)
+        default=None,
+        metadata={"help": "MLflow tracking URI (default: MLFLOW_TRACKING_URI, else SQLite)"},
+    )
+    experiment: Optional[str] = field(  # noqa: UP045
+        default=None,
+        metadata={"help": "MLflow experiment (default: MLFLOW_EXPERIMENT_NAME, else snakemake)"},
+    )
+    drain_timeout: int = field(
+        default=120,
+        metadata={"help": "seconds to wait at the end for a tracking store that does not answer"},
+    )
+
+
+class _Events(logging.Filter):
+    """Hands every record to the tracker, synchronously, in the thread that logs it.
+
+    A logger plugin's ``emit`` runs on Snakemake's queue-listener thread, after the fact;
+    the store check must stop the invocation before any job, and a finished job's entry must
+    be on disk before the next event, so the tracker sees records as a filter of Snakemake's
+    logger. It never drops a record.
+    """
+
+    def __init__(self, tracker: "Tracker"):
+        super().__init__()
+        self.tracker = tracker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            self.tracker.on_event(record)
+        except SystemExit:
+            raise
+        except Exception as exc:  # tracking must never break the workflow
+            print(f"snakeflow warning: MLflow logger: {type(exc).__name__}: {exc}")
+        return True
+
+
+class LogHandler(LogHandlerBase):
+    def __post_init__(self) -> None:
+        settings = self.settings or LogHandlerSettings()
+        self.tracker = Tracker(
+            tracking_uri=getattr(settings, "tracking_uri", None),
+            experiment=getattr(settings, "experiment", None),
+            drain_timeout=float(getattr(settings, "drain_timeout", 120)),
+            dryrun=bool(getattr(self.common_settings, "dryrun", False)),
+        )
+        from snakemake.logging import logger
+
+        self._logger = logger
+        self._filter = _Events(self.tracker)
+        logger.addFilter(self._filter)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Nothing: records are handled by the filter, as they are logged."""
+
+    def close(self) -> None:
+        self._logger.removeFilter(self._filter)
+        self.tracker.close()
+        super().close()
+
+    @property
+    def writes_to_stream(self) -> bool:
+        return False
+
+    @property
+    def writes_to_file(self) -> bool:
+        return False
+
+    @property
+    def has_filter(self) -> bool:
+        return True
+
+    @property
+    def has_formatter(self) -> bool:
+        return True
+
+    @property
+    def needs_rulegraph(self) -> bool:
+        return False

@@ -1,0 +1,51 @@
+"""What passes between a job and the snakemake process: one home for every name.
+
+Standard library only. The job side (a step script in any language) writes a *record*: a
+file of JSON lines whose path is one of the job's ``log:`` files ending in
+:data:`RECORD_SUFFIX`. The snakemake process (the logger plugin) reads it when the job ends
+and logs it to MLflow. Each line is one JSON object with one of these keys:
+
+``{"params": {"name": value, ...}}``
+    run params (nested mappings are flattened to ``a.b``; lists are logged as JSON).
+``{"metrics": {"name": number, ...}, "model": "<model dir>"}``
+    run metrics; with ``model``, also linked to the model logged from that directory and
+    logged on the run that logged it (e.g. evaluation metrics of a trained model).
+``{"tags": {"name": "value", ...}}``
+    run tags.
+``{"input": "<path or URL>", "name": "...", "context": "...", "digest": "<sha256>"}``
+    a dataset input; the digest of a local file is computed by the plugin if not given.
+``{"artifact": "<path>", "artifact_path": "<dir>", "model": "<model dir>"}``
+    a file logged as an artifact of this run (with ``model``: of the run that logged it).
+``{"model": "<dir>", "name": "model"}`` (no other keys)
+    a directory in MLflow's model format (``MLmodel`` inside), logged as a LoggedModel of
+    this run.
+``{"status": "KILLED", "error": "..."}``
+    how the job ended, when it knows better than its exit code (e.g. SIGTERM).
+``{"source": "<path>"}``
+    the program the job ran (e.g. its script), shown as the run's source.
+``{"outputs": {"name": "<path>", ...}}``
+    names of the job's outputs, used for the ``output.<name>.bytes`` metrics.
+
+Lines that are not JSON objects are ignored with a warning tag on the run.
+"""
+
+from __future__ import annotations
+
+RECORD_SUFFIX = ".mlflow.jsonl"
+
+# Environment the plugin sets in the snakemake process, so that every job inherits it.
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"  # MLflow's own variable
+EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"  # MLflow's own variable
+EXPERIMENT_ID_ENV = "MLFLOW_EXPERIMENT_ID"  # MLflow's own variable
+PARENT_RUN_ENV = "SNAKEMAKE_MLFLOW_PARENT_RUN_ID"  # the invocation's run, for a job's own runs
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_EXPERIMENT = "snakemake"
+
+# Tags of the runs the plugin creates.
+KIND_TAG = "snakeflow.kind"  # "invocation" or "job"
+JOB_KEY_TAG = "snakeflow.job_key"  # "<parent run id>/<jobid>": makes logging a job idempotent
+LOGGED_TAG = "snakeflow.logged"  # "1" once a job's record is fully logged
+SHA_TAG = "sha256."  # sha256.<output path> = hex digest: the lineage key
+MODEL_UUID_TAG = "snakeflow.model_uuid"  # on a LoggedModel: the MLmodel's model_uuid
+MODEL_PATH_TAG = "snakeflow.model_path"  # on a LoggedModel: the directory it was logged from

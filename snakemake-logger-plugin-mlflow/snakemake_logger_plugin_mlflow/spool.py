@@ -1,0 +1,70 @@
+"""Job entries waiting to be logged: one JSON file per finished job, kept until logged.
+
+Standard library only. An entry is written (atomically) by the snakemake process when a job
+ends, before anything is sent to the tracking store, and removed once the store has it. If
+the store is down, or snakemake is killed, the entries stay and the next invocation in the
+same working directory logs them (see :mod:`.writer`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+SPOOL_DIR = Path(".snakemake") / "mlflow" / "pending"
+
+
+def _file(spool: Path, key: str) -> Path:
+    return spool / (re.sub(r"[^A-Za-z0-9_.-]", "_", key) + ".json")
+
+
+def put(spool: Path, entry: dict[str, Any]) -> Path:
+    """Write ``entry`` (which has a ``key``) to the spool; replaces an older one of that key."""
+    spool.mkdir(parents=True, exist_ok=True)
+    path = _file(spool, entry["key"])
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    tmp.write_text(json.dumps(entry, default=str))
+    os.replace(tmp, path)
+    return path
+
+
+def pending(spool: Path) -> list[dict[str, Any]]:
+    """Every complete entry in the spool, oldest first (unreadable files are skipped)."""
+    if not spool.is_dir():
+        return []
+    entries = []
+    for path in sorted(spool.glob("*.json"), key=lambda p: p.stat().st_mtime_ns):
+        try:
+            entries.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return entries
+
+
+def has_pending(spool: Path) -> bool:
+    return spool.is_dir() and any(spool.glob("*.json"))
+
+
+def done(spool: Path, key: str) -> None:
+    """Remove the entry of ``key``: the store has it."""
+    _file(spool, key).unlink(missing_ok=True)
+
+
+def read_record(path: str | os.PathLike[str]) -> list[Any]:
+    """The lines of a job record (JSON lines); a line that is not JSON is kept as a string."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    lines: list[Any] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            lines.append(line)
+    return lines

@@ -1,0 +1,181 @@
+"""The tracking store: where it is, whether it answers, and values fit to be logged.
+
+Imports MLflow; the plugin imports this module only once jobs are about to run.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from requests.exceptions import RequestException
+
+from .channel import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI, EXPERIMENT_ENV, TRACKING_URI_ENV
+
+MAX_PARAM = 6000
+MAX_TAG = 5000
+STORE_ERRORS = (MlflowException, OSError, RequestException)
+
+# MLflow's HTTP client retries a failing tracking server (connection errors, 5xx) with
+# exponential backoff; its defaults wait up to about four minutes. These wait
+# 1+2+4+8+16 = 31 s per request, and the plugin retries a whole job's record after that.
+HTTP_RETRY_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+}
+
+
+class StoreError(Exception):
+    """The tracking store cannot be used; the message is one line naming it and why."""
+
+
+def resolve_uri(uri: str | None, workdir: str | os.PathLike[str] = ".") -> str:
+    """``uri`` (or MLFLOW_TRACKING_URI, or SQLite in the working directory), with a relative
+    SQLite path made absolute so that every process opens the same database."""
+    uri = uri or os.environ.get(TRACKING_URI_ENV) or DEFAULT_TRACKING_URI
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        rel = uri[len(prefix) :]
+        if rel and rel != ":memory:":
+            uri = prefix + str(Path(workdir).resolve() / rel)
+    return uri
+
+
+def experiment_name(name: str | None = None) -> str:
+    return name or os.environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT
+
+
+_SECRET_PARAM = re.compile(
+    r"sig|signature|token|key|secret|pass|pwd|credential|auth|session|x-amz-|x-goog-",
+    re.IGNORECASE,
+)
+
+
+def redact(text: str) -> str:
+    """A URL without its password and secret query values; other text unchanged."""
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return text
+    if not parts.scheme or not parts.netloc:
+        return text
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, host = netloc.rsplit("@", 1)
+        netloc = f"{user.split(':', 1)[0]}:REDACTED@{host}" if user else host
+    query = urlencode(
+        [(k, "REDACTED" if _SECRET_PARAM.search(k) else v) for k, v in parse_qsl(parts.query)],
+        safe="",
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact_values(value: Any) -> Any:
+    """``value`` (nested mappings and lists) with every URL string redacted."""
+    if isinstance(value, Mapping):
+        return {str(k): redact_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_values(v) for v in value]
+    if isinstance(value, str):
+        return redact(value)
+    return value
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
+    if isinstance(value, Mapping) and value:
+        for key, sub in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), sub, out)
+    else:
+        text = json.dumps(value, default=str) if isinstance(value, (list, dict)) else str(value)
+        out[prefix] = text[:MAX_PARAM]
+
+
+def flatten_params(params: Mapping[str, Any]) -> dict[str, str]:
+    """Nested settings as MLflow params: ``{"clean": {"dropna": "any"}}`` → ``clean.dropna``."""
+    out: dict[str, str] = {}
+    _flatten("", params, out)
+    return out
+
+
+def user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (e.g. in a container)
+        return str(os.getuid())
+
+
+def error(exc: BaseException, uri: str) -> StoreError:
+    """A one-line StoreError naming the tracking URI (redacted) and the first line of ``exc``."""
+    text = str(exc).strip()
+    reason = text.splitlines()[0] if text else type(exc).__name__
+    if "401" in text or "Unauthorized" in text or "credentials" in text.lower():
+        reason = (
+            "401 Unauthorized: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+            "(or MLFLOW_TRACKING_TOKEN) in the environment"
+        )
+    elif "readonly database" in text or "read-only" in text:
+        reason = "the database is read-only"
+    elif "Max retries exceeded" in text or "Connection refused" in text:
+        reason = "cannot connect (is the tracking server running?)"
+    return StoreError(f"MLflow tracking store {redact(uri)} is not usable: {reason[:300]}")
+
+
+@contextmanager
+def _sqlite_lock(uri: str) -> Iterator[None]:
+    """Serialise the creation of a fresh SQLite store between concurrent invocations.
+
+    MLflow creates and migrates a fresh SQLite database on first use; two processes doing
+    that at once corrupt it. Only snakemake processes write now, but two invocations may
+    start together in one directory.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri[len("sqlite:///") :])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def connect(uri: str, name: str) -> tuple[MlflowClient, str]:
+    """A client of the store at ``uri`` and the id of experiment ``name`` (created if new).
+
+    A check that the store is usable, not only reachable: a read-only SQLite file or a
+    server that refuses the credentials fails here. Raises StoreError.
+    """
+    for key, value in HTTP_RETRY_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    try:
+        with _sqlite_lock(uri):
+            client = MlflowClient(uri)
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                try:
+                    experiment_id = client.create_experiment(name)
+                except MlflowException:  # created meanwhile by another process
+                    experiment = client.get_experiment_by_name(name)
+                    if experiment is None:
+                        raise
+                    experiment_id = experiment.experiment_id
+            else:
+                experiment_id = experiment.experiment_id
+            if uri.startswith("sqlite:///") and not os.access(uri[len("sqlite:///") :], os.W_OK):
+                raise OSError("attempt to write a readonly database")
+            return client, experiment_id
+    except STORE_ERRORS as exc:
+        raise error(exc, uri) from exc
