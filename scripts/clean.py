@@ -114,15 +114,18 @@ def clean_csv(
 
     Kept rows are copied byte for byte (quoting, number formats, line ends) unless columns
     are dropped, in which case they are re-quoted minimally. Blank lines are skipped.
-    Raises UserError for a malformed CSV (ragged rows, duplicate or missing header), a
-    missing ``target`` column, or a result without rows; ``dst`` is then left untouched.
+    Raises UserError for a malformed CSV (ragged rows, quoting Python's strict csv reader
+    rejects, a duplicate, empty or missing header name), a missing ``target`` column, or a
+    result without rows; ``dst`` is then left untouched. Whether a file is accepted depends
+    on the file alone, not on the settings.
 
     A file with one record per line (the common case) streams through pyarrow in chunks
     of whole lines (multi-threaded parsing, memory bounded by the chunk size) and its kept
-    lines are copied as bytes; quotes misplaced within a line are then read leniently, as
-    pandas reads them. Anything else (quoted line breaks, blank lines, bare CRs, dropped
-    columns, de-duplication, or input pyarrow rejects) goes through the exact, strict
-    record-by-record path, which also produces the error messages.
+    lines are copied as bytes, once a vectorised check of each chunk's quotes has shown
+    that the strict reader would read it the same way. Anything else (quoted line breaks,
+    blank lines, bare CRs, misplaced quotes, dropped columns, de-duplication, or input
+    pyarrow rejects) goes through the exact, strict record-by-record path, which also
+    produces the error messages.
     """
     if not drop_columns and not drop_duplicates:
         try:
@@ -147,25 +150,18 @@ LF, CR, QUOTE, COMMA = b"\n"[0], b"\r"[0], b'"'[0], b","[0]
 
 
 class _Lines(NamedTuple):
-    """Whole lines of the input: their bytes, a uint8 view of them, the offset of each line's
-    LF (``ends``), and the offsets of all LFs and quotes in order (``marks``; ``is_quote``
-    tells which are quotes)."""
+    """Whole lines of the input: their bytes, a uint8 view of them, the offset of each LF."""
 
     body: bytes
     view: "np.ndarray"
     ends: "np.ndarray"
-    marks: "np.ndarray"
-    is_quote: "np.ndarray"
 
     @classmethod
     def of(cls, body: bytes) -> "_Lines":
-        """Index ``body``, whole lines, in one vectorised pass."""
         import numpy as np
 
         view = np.frombuffer(body, dtype=np.uint8)
-        marks = np.flatnonzero((view == LF) | (view == QUOTE))
-        is_quote = view[marks] == QUOTE
-        return cls(body, view, marks[~is_quote], marks, is_quote)
+        return cls(body, view, np.flatnonzero(view == LF))
 
     def select(self, keep: "np.ndarray | None") -> "np.ndarray":
         """The bytes of the lines where ``keep`` is true; all of them if ``keep`` is None."""
@@ -272,42 +268,59 @@ def _parse(lines: _Lines, options: dict) -> "pa.Table":
         raise _NeedsExactPath from exc  # ragged rows, not UTF-8, ...
     if table.num_rows != len(lines.ends):
         raise _NeedsExactPath  # blank lines, or records spanning lines
-    unsure = _unvouched_lines(lines)
+    unsure = _unvouched_lines(lines.view, lines.ends)
     if unsure.any() and not _strict_records(lines.select(unsure), int(unsure.sum())):
         raise _NeedsExactPath  # a quote the exact path rejects, or a record spanning lines
     return table
 
 
-def _unvouched_lines(lines: _Lines) -> "np.ndarray":
-    """Mask of the lines (bare CRs excluded) whose quotes a vectorised check cannot vouch for.
+def _unvouched_lines(view: "np.ndarray", ends: "np.ndarray") -> "np.ndarray":
+    """Mask of the lines (each ending at an LF in ``ends``, without bare CRs) whose quotes a
+    vectorised check cannot vouch for, given that pyarrow read one record per line.
 
-    A line is vouched for when its quotes are exactly those of complete quoted fields:
-    counted from the line's start, each odd one (1st, 3rd, ...) opens a field (at the start
-    of the line or after a comma) or is the second of a doubled quote (after a quote), each
-    even one closes a field (before a comma or the line end) or starts a doubled quote
-    (before a quote), and there is an even number of them. Outside quotes every comma then
-    ends a field, so the strict reader reads that line as one record, as pyarrow does. The
-    other lines hold a quote inside an unquoted field (``5'10"``, which is fine) or a
-    misplaced one (which is not): the strict reader decides (:func:`_strict_records`).
+    Quotes are vouched for when they are exactly those of complete quoted fields: counted in
+    order, each odd one (1st, 3rd, ...) opens a field (at the start of a line or after a
+    comma) or is the second of a doubled quote (after a quote), each even one closes a field
+    (before a comma or a line end) or starts a doubled quote (before a quote), and their
+    number is even. Outside quotes every comma then ends a field and every LF a record, so
+    Python's strict reader reads these lines as pyarrow does. Counted over the whole chunk
+    this is the common case and costs a few vectorised passes over the quotes; otherwise
+    they are counted from each line's start, and the lines that fail hold a quote inside an
+    unquoted field (``5'10"``, which is fine) or a misplaced one (which is not): the strict
+    reader decides (:func:`_strict_records`).
     """
     import numpy as np
 
-    view, marks, is_quote = lines.view, lines.marks, lines.is_quote
-    quotes = marks[is_quote]
-    if len(quotes) == 0:
-        return np.zeros(len(lines.ends), dtype=bool)
-    seen = np.cumsum(is_quote)  # quotes up to each mark
-    on_earlier_lines = np.maximum.accumulate(np.where(is_quote, 0, seen))[is_quote]
-    odd = (seen[is_quote] - on_earlier_lines) % 2 == 1
-    before, after = view[quotes - 1], view[quotes + 1]  # a quote is never a line's last byte
-    opens = (before == COMMA) | (before == LF) | (before == QUOTE) | (quotes == 0)
-    closes = (after == COMMA) | (after == LF) | (after == CR) | (after == QUOTE)
-    unsure = np.diff(seen[~is_quote], prepend=0) % 2 == 1  # an odd number on the line
-    misplaced = np.where(odd, ~opens, ~closes)
-    if misplaced.any():
-        line = np.cumsum(~is_quote)[is_quote]  # the number of LFs before each quote
-        unsure[line[misplaced]] = True
+    quotes = np.flatnonzero(view == QUOTE)
+    unsure = np.zeros(len(ends), dtype=bool)
+    if (
+        len(quotes) % 2 == 0
+        and _opens(view, quotes[0::2]).all()
+        and _closes(view, quotes[1::2]).all()
+    ):
+        return unsure
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    line = np.searchsorted(ends, quotes)
+    first = np.searchsorted(quotes, starts)  # the index of each line's first quote
+    odd = (np.arange(len(quotes)) - first[line]) % 2 == 0  # the 1st, 3rd, ... of its line
+    vouched = np.empty(len(quotes), dtype=bool)
+    vouched[odd] = _opens(view, quotes[odd])
+    vouched[~odd] = _closes(view, quotes[~odd])
+    unsure[line[~vouched]] = True
+    unsure |= np.diff(first, append=len(quotes)) % 2 == 1  # an odd number on the line
     return unsure
+
+
+def _opens(view: "np.ndarray", quotes: "np.ndarray") -> "np.ndarray":
+    """Which ``quotes`` may open a field or end a doubled quote, by the byte before them."""
+    before = view[quotes - 1]  # for a quote at 0 this reads the last byte, and is ignored
+    return (quotes == 0) | (before == COMMA) | (before == LF) | (before == QUOTE)
+
+
+def _closes(view: "np.ndarray", quotes: "np.ndarray") -> "np.ndarray":
+    """Which ``quotes`` may close a field or start a doubled quote, by the byte after them."""
+    after = view[quotes + 1]  # in range: the last byte is a LF
+    return (after == COMMA) | (after == LF) | (after == CR) | (after == QUOTE)
 
 
 def _strict_records(data: "np.ndarray", count: int) -> bool:

@@ -306,7 +306,9 @@ def main() -> None:
             max_bytes=params.max_bytes,
             sha256=params.sha256_pin or None,
         )
-        source = url if urls.parse_source(url).kind == "http" else urls.local_path(url)
+        # the record file is on disk: it holds the URL redacted, like every log
+        http = urls.parse_source(url).kind == "http"
+        source = urls.redact(url) if http else urls.local_path(url)
         run.input(source, name=params.dataset, context="source", digest=stats.sha256)
         run.metrics(stats.metrics())
 

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 import clean
 from clean import NA_VALUES, clean_csv
-from conftest import expected_clean, titanic_rows, to_csv
 from snakeflow.errors import UserError
+from support import expected_clean, titanic_rows, to_csv
 
 
 def run(tmp_path, data: bytes | str, **kwargs):
@@ -66,6 +66,7 @@ def test_pandas_na_spellings(tmp_path):
         ("none", ["1,2,3", "1,,", ",,", ",,3"]),
         (["a"], ["1,2,3", "1,,"]),
         (["b", "c"], ["1,2,3"]),
+        ([], ["1,2,3", "1,,", ",,", ",,3"]),  # no column to check: all kept, on both paths
     ],
 )
 def test_null_rules(tmp_path, dropna, kept):
@@ -96,6 +97,10 @@ def test_drop_columns_then_nulls_and_duplicates(tmp_path):
         ("a,b\n", {}, "clean left no rows"),
         ("", {}, "no header"),
         ("a,a\n1,2\n", {}, "duplicate column names"),
+        ("a,,b\n1,2,3\n", {}, "line 1: the header has no name for column 2;"),
+        ("a,b,\n1,2,3\n", {}, "line 1: the header has no name for column 3;"),
+        ('\ufeffa,"", \r\n1,2,3\r\n', {}, "line 1: the header has no name for columns 2, 3;"),
+        ('\n""\n1\n', {}, "line 2: the header has no name for column 1;"),
         ("a,b\n1,2\n3,4,5\n", {}, "line 3: expected 2 fields, found 3"),
         ('a,b\n1,"unterminated\n', {}, "not (a )?well-formed CSV"),
         (b"a,b\n\xe9,1\n", {}, "not UTF-8"),
@@ -192,6 +197,12 @@ def test_fast_path_matches_exact_path(tmp_path, ending, dropna):
         'a,b\n1,2\nc"d,"x\n',  # an open quote after a literal one
         "a,b\n1,2\r3,4\n",  # a bare CR
         "a,b\r\n1,2\r\n\r\n3,4\r\n",  # a blank CRLF line
+        'a,b\n1,2\n"x"y,3\n',  # a character after a closing quote
+        'a,b\n"x,"y,3\n1,2\n',  # ... after a comma inside quotes
+        'a,b\n"x" ,3\n1,2\n',  # ... a space
+        'a,b\n1,""x\n1,2\n',  # ... after an empty quoted field
+        'a,b\n1,"x"""y\n1,2\n',  # ... after a doubled quote
+        "a,\n1,2\n",  # a column without a name
     ],
 )
 def test_fast_path_hands_over_what_it_cannot_vouch_for(tmp_path, text):
@@ -203,11 +214,19 @@ def test_fast_path_hands_over_what_it_cannot_vouch_for(tmp_path, text):
         assert not (tmp_path / "o.csv").exists()
 
 
+_piece = st.sampled_from(['"a"', '""', '"', "a", " ", ","])  # quotes placed well and not
+_field = st.lists(_piece, max_size=4).map("".join)
+_line = st.builds("{},{}{}".format, _field, _field, st.sampled_from(["\n", "\r\n"]))
+
+
 @settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    body=st.text(alphabet='ab,"\r\n ', max_size=60),
+    body=st.one_of(  # any characters, or lines of two fields made of quotes and letters
+        st.text(alphabet='ab,"\r\n ', max_size=60),
+        st.lists(_line, max_size=6).map("".join),
+    ),
     chunk=st.integers(1, 40),
     dropna=st.sampled_from(["any", "all", "none"]),
 )
@@ -217,19 +236,123 @@ def test_fast_path_never_disagrees_with_the_exact_one(tmp_path, body, chunk, dro
     src.write_text("a,b\n" + body, newline="")
     for path in (fast, exact):
         path.unlink(missing_ok=True)
+    _assert_fast_agrees(src, fast, exact, chunk=chunk, dropna=dropna)
+
+
+def _assert_fast_agrees(src, fast, exact, *, chunk, dropna):
+    """The fast path hands over, or accepts what the exact path accepts, with the same result."""
     try:
         expected = clean._clean_exact(src, exact, dropna=dropna)
-    except UserError:
-        expected = None  # malformed: the fast path may read a line's quotes as pandas does
+    except UserError as exc:
+        expected = exc
     try:
         got = clean._clean_fast(src, fast, target=None, dropna=dropna, chunk_bytes=chunk)
     except clean._NeedsExactPath:
         assert not fast.exists()
         return
-    if expected is None:
-        return  # quoting malformed within a line: read leniently, as pandas reads it
+    assert not isinstance(expected, UserError), f"the fast path accepts a file that {expected}"
     assert got == expected
     assert fast.read_bytes() == exact.read_bytes()
+
+
+# Fields and header names, well-formed and not: quotes misplaced, unbalanced or inside
+# unquoted fields, commas and line breaks inside quotes, blank names.
+FIELDS = ["", "a", "NA", "1", "1", "x y", "x y", '"q"', '"q"', '"a,b"', '""', '"a""b"']
+FIELDS += ['x"y', "5'10\"", '"x"y', '"x,"y', '"x" ', ' "x"', '"', '"""', '"a""', '"x\ny"']
+NAMES = ["", " ", '""', "c0", 'c"x', '"c"x', '"c', '"c,d"']
+
+
+@st.composite
+def csv_files(draw) -> bytes:
+    """CSV bytes that are often malformed: bad quoting, ragged rows, blank or odd names."""
+    ncols = draw(st.integers(1, 3))
+    header = [f"c{i}" for i in range(ncols)]
+    if draw(st.booleans()):
+        header[draw(st.integers(0, ncols - 1))] = draw(st.sampled_from(NAMES))
+    width = st.one_of(st.just(ncols), st.just(ncols), st.just(ncols), st.integers(1, 4))
+    rows = draw(
+        st.lists(
+            width.flatmap(lambda n: st.lists(st.sampled_from(FIELDS), min_size=n, max_size=n)),
+            max_size=8,
+        )
+    )
+    ending = draw(st.sampled_from(["\n", "\r\n"]))
+    lines = [",".join(header), *(",".join(row) for row in rows)]
+    if draw(st.integers(0, 9)) == 0:  # a blank line, or a bare CR, somewhere
+        lines.insert(draw(st.integers(1, len(lines))), draw(st.sampled_from(["", "1\r2"])))
+    text = ending.join(lines) + draw(st.sampled_from([ending, ""]))
+    return (draw(st.sampled_from(["", "\ufeff"])) + text).encode()
+
+
+def _verdict(src, dst, **kwargs):
+    """clean_csv's stats and output bytes, or its error (one line naming the file)."""
+    dst.unlink(missing_ok=True)
+    try:
+        stats = clean_csv(src, dst, **kwargs)
+    except UserError as exc:
+        assert not dst.exists()
+        assert str(src) in str(exc) and "\n" not in str(exc), exc
+        return "rejected"
+    return stats, dst.read_bytes()
+
+
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    text=csv_files(),
+    chunk=st.integers(1, 48),
+    dropna=st.sampled_from(["any", "all", "none"]),
+)
+def test_acceptance_depends_on_the_file_alone(tmp_path, text, chunk, dropna):
+    """Malformed or not, a file is accepted (with the same output) or rejected whatever the
+    settings that choose the path: drop_columns naming no column forces the exact path."""
+    src, dst = tmp_path / "m.csv", tmp_path / "m-out.csv"
+    src.write_bytes(text)
+    verdict = _verdict(src, dst, dropna=dropna)
+    assert _verdict(src, dst, dropna=dropna, drop_columns=["absent"]) == verdict
+    deduplicated = _verdict(src, dst, dropna=dropna, drop_duplicates=True)
+    assert (deduplicated == "rejected") == (verdict == "rejected")
+    fast, exact = tmp_path / "m-fast.csv", tmp_path / "m-exact.csv"
+    for path in (fast, exact):
+        path.unlink(missing_ok=True)
+    _assert_fast_agrees(src, fast, exact, chunk=chunk, dropna=dropna)  # chunks ending anywhere
+
+
+@pytest.mark.parametrize("chunk", [5, 1 << 20])
+def test_quotes_inside_unquoted_fields_stay_on_the_fast_path(tmp_path, chunk):
+    """Literal quotes in unquoted fields are well-formed: the strict reader checks their lines
+    and the fast path keeps them, as the exact path does."""
+    text = 'id,height,note\n1,5\'10",x"y\n2,6\',"a ""b"""\n3,,z\n4,1"2"3,""\n'
+    src = tmp_path / "lit.csv"
+    src.write_text(text, newline="")
+    fast = clean._clean_fast(
+        src, tmp_path / "fast.csv", target=None, dropna="any", chunk_bytes=chunk
+    )
+    exact = clean._clean_exact(src, tmp_path / "exact.csv")
+    assert fast == exact
+    assert (tmp_path / "fast.csv").read_bytes() == (tmp_path / "exact.csv").read_bytes()
+    assert (tmp_path / "fast.csv").read_text() == text.replace("3,,z\n", "").replace(
+        '4,1"2"3,""\n', ""
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"drop_duplicates": True}, {"drop_columns": ["absent"]}, {"dropna": "none"}]
+)
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('a,b\n1,2\n"x"y,3\n', "line 3 is not well-formed CSV: ',' expected after '\"'"),
+        ('a,b\n1,2\n3,"x,"y\n', "line 3 is not well-formed CSV"),
+        ('a,b\n1,""x\n', "line 2 is not well-formed CSV"),
+        ("a,,c\n1,2,3\n", "line 1: the header has no name for column 2;"),
+        ("a, \n1,2\n", "line 1: the header has no name for column 2;"),
+    ],
+)
+def test_malformed_quotes_and_unnamed_columns_fail_on_every_path(tmp_path, kwargs, text, message):
+    with pytest.raises(UserError, match=message):
+        run(tmp_path, text, **kwargs)
 
 
 @pytest.mark.parametrize("chunk", [7, 100, 4096])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from conftest import SNAKEMAKE, Workflow, copy_workflow, titanic_rows, to_csv
+from support import SNAKEMAKE, Workflow, copy_workflow, titanic_rows, to_csv
 
 N = 6
 

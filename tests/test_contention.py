@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import TrackingServer, titanic_rows, to_csv
+from support import TrackingServer, titanic_rows, to_csv
 
 GRID = {
     f"tree{depth}": {

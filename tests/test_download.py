@@ -11,9 +11,9 @@ import uuid
 import pytest
 import requests
 
-from conftest import ROOT, titanic_rows, to_csv
 from download import RETRY_AFTER_MAX, _retry_after, check_csv, download_csv
 from snakeflow.errors import UserError
+from support import ROOT, titanic_rows, to_csv
 
 FAST = {"timeout": 5, "attempts": 3, "backoff": 0.01}
 

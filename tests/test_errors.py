@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from conftest import titanic_rows, to_csv
+from support import titanic_rows, to_csv
 
 
 def _files(workflow):

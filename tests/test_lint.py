@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT, copy_workflow
+from support import ROOT, copy_workflow
 
 BIN = Path(sys.executable).parent
 

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from conftest import flower_rows, to_csv
 from evaluate import compute_metrics
 from register import decide
 from snakeflow.errors import UserError
 from split import split_csv
+from support import flower_rows, to_csv
 from train import make_estimator, plan_features, train_model
 
 

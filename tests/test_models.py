@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import socket
+
 import mlflow
 import pandas as pd
 import pytest
-import yaml
+from mlflow.tracking import MlflowClient
 from mlflow.utils.requirements_utils import _check_requirement_satisfied
+from snakemake_logger_plugin_mlflow import channel
+from snakemake_logger_plugin_mlflow import jobs as plugin_jobs
 
-from conftest import flower_rows, to_csv
 from snakeflow import models, registry
+from snakeflow.errors import UserError
+from support import flower_rows, to_csv
 from train import train_model
 
 
@@ -25,7 +30,7 @@ def store(tmp_path, monkeypatch):
     mlflow.set_tracking_uri(previous)
 
 
-def test_model_is_logged_once_copied_pinned_and_registered(tmp_path, store):
+def test_model_saved_locally_logged_by_the_plugin_found_and_registered(tmp_path, store):
     src = tmp_path / "flowers.csv"
     src.write_bytes(to_csv(flower_rows()))
     pipeline, plan, features = train_model(
@@ -39,18 +44,10 @@ def test_model_is_logged_once_copied_pinned_and_registered(tmp_path, store):
         seed=1,
     )
     sig = models.signature(features, pipeline.predict(features.head(5)), plan.numeric, plan.used)
-    with mlflow.start_run() as run:
-        record = models.save_and_log(pipeline, features, tmp_path / "model", sig, "f")
+    models.save(pipeline, features, tmp_path / "model", sig)  # no store, no run
 
-    # the output directory is the logged model: same run, same model id, pinned requirements
-    meta = yaml.safe_load((tmp_path / "model" / "MLmodel").read_text())
-    assert meta["run_id"] == record.run_id == run.info.run_id
-    assert meta["model_id"] == record.model_id
     pins = (tmp_path / "model" / "requirements.txt").read_text().split()
     assert sorted(pins) == sorted(models.requirements())
-    assert registry.ModelRecord.load(tmp_path / "model") == record
-    assert len(mlflow.search_logged_models(output_format="list")) == 1
-
     raw = pd.read_csv(src).drop(columns=["species"])
     assert (models.load_local(tmp_path / "model").predict(raw) == pipeline.predict(raw)).all()
 
@@ -58,9 +55,53 @@ def test_model_is_logged_once_copied_pinned_and_registered(tmp_path, store):
     assert _check_requirement_satisfied("scikit-learn==0.0.1") is not None
     assert all(_check_requirement_satisfied(pin) is None for pin in models.requirements())
 
-    version = registry.register(record, "flowers", "champion", {"snakeflow.model": "f"})
+    # the logger plugin logs the directory as a LoggedModel of the job's run (twice: one model)
+    client = MlflowClient(store)
+    experiment_id = client.create_experiment("snakeflow")
+    run = client.create_run(experiment_id)
+    plugin_models = plugin_jobs.Models(client)
+    logged = plugin_models.log(experiment_id, run.info.run_id, str(tmp_path / "model"), "model")
+    again = plugin_jobs.Models(client).log(
+        experiment_id, run.info.run_id, str(tmp_path / "model"), "model"
+    )
+    assert again.model_id == logged.model_id
+    assert len(client.search_logged_models([experiment_id])) == 1
+
+    found = registry.logged_model(tmp_path / "model", wait=5)
+    assert found.model_id == logged.model_id and found.source_run_id == run.info.run_id
+    version = registry.register(found.model_id, "flowers", "champion", {"snakeflow.model": "f"})
+    assert version.run_id == run.info.run_id
     assert registry.champion_version("flowers", "champion").version == version.version
     assert registry.champion_version("flowers", "nobody") is None
+    assert registry.champion_version("no-such-model", "champion") is None
     uri, champion, loaded = models.load_champion("flowers", "champion")
     assert uri == "models:/flowers@champion" and champion.version == version.version
     assert (loaded.predict(raw) == pipeline.predict(raw)).all()
+
+
+def test_registry_tag_name_is_the_plugins():
+    assert registry.MODEL_UUID_TAG == channel.MODEL_UUID_TAG
+
+
+def test_unlogged_model_is_a_clear_error(tmp_path, store):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "MLmodel").write_text("model_uuid: 0123\n")
+    MlflowClient(store).create_experiment("snakeflow")
+    with pytest.raises(UserError, match=r"not in the tracking store after 1 s.*--logger mlflow"):
+        registry.logged_model(tmp_path / "model", wait=1)
+
+
+def test_a_store_failure_is_not_no_champion(monkeypatch, tmp_path):
+    """Only "does not exist" means no champion; a store that fails is the tracking error."""
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with pytest.raises(UserError, match=f"tracking store http://127.0.0.1:{port} is not usable"):
+        registry.champion_version("titanic", "champion")
+    # a read-only SQLite store that has no such model is still "no champion"
+    db = tmp_path / "mlflow.db"
+    MlflowClient(f"sqlite:///{db}").search_experiments()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    assert registry.champion_version("titanic", "champion") is None

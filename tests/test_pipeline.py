@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import GRID, flower_rows, sha256, titanic_rows, to_csv
+from support import GRID, flower_rows, sha256, titanic_rows, to_csv
 
 PASSING_GATE = {"metric": "roc_auc", "threshold": 0.5}
 
@@ -77,9 +77,19 @@ def test_titanic_grid_end_to_end(fresh_workflow, http_server):
         }
         for plot in ("confusion_matrix", "roc", "pr"):
             assert (results / f"plots/{m}/{plot}.png").read_bytes()[:4] == b"\x89PNG"
-        # the same numbers are on the evaluate run and on the model's training run
-        train_run = wf.client().get_run(result["mlflow_run_id"])
+        # the same numbers are on the evaluate run, the model's training run and the model
+        (train_run,) = [
+            r for r in wf.job_runs("train") if r.data.tags["snakemake.wildcards.model"] == m
+        ]
         assert train_run.data.metrics["roc_auc"] == pytest.approx(result["metrics"]["roc_auc"])
+        (model,) = train_run.outputs.model_outputs
+        logged = wf.client().get_logged_model(model.model_id)
+        assert logged.source_run_id == train_run.info.run_id
+        assert {x.key: x.value for x in logged.metrics}["roc_auc"] == pytest.approx(
+            result["metrics"]["roc_auc"]
+        )
+        plots = {a.path for a in wf.client().list_artifacts(train_run.info.run_id, "evaluation")}
+        assert plots == {f"evaluation/{p}.png" for p in ("confusion_matrix", "roc", "pr")}
         (eval_run,) = [
             r for r in wf.job_runs("evaluate") if r.data.tags["snakemake.wildcards.model"] == m
         ]

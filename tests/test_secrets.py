@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ADMIN_PASSWORD, titanic_rows, to_csv
+from support import ADMIN_PASSWORD, titanic_rows, to_csv
 
 SECRETS = ("hunter2", "S1GNATURE", "T0KEN")
 
@@ -54,7 +54,7 @@ def test_url_from_a_config_file_outside_the_workflow(workflow, secret_url, tmp_p
 
 
 def test_basic_auth_tracking_server(tmp_path, workflow, titanic_url, monkeypatch):
-    from conftest import TrackingServer
+    from support import TrackingServer
 
     server = TrackingServer(tmp_path / "auth-server", app_name="basic-auth")
     try:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GRID, ROOT, SNAKEMAKE, TrackingServer, titanic_rows, to_csv
+from support import GRID, ROOT, SNAKEMAKE, TrackingServer, titanic_rows, to_csv
 
 pytestmark = pytest.mark.slurm
 BIN = Path(sys.executable).parent
@@ -59,7 +59,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture
 def cluster_workflow(tmp_path, server, http_server):
-    from conftest import Workflow, copy_workflow
+    from support import Workflow, copy_workflow
 
     wf = Workflow(copy_workflow(tmp_path / "wf"))
     shutil.copytree(ROOT / "profiles", wf.path / "profiles")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 
-from conftest import expected_clean, sha256, titanic_rows, to_csv
-from snakeflow.workflow import git_commit
+from snakemake_logger_plugin_mlflow.tracker import git_commit
+
+from support import expected_clean, sha256, titanic_rows, to_csv
 
 
 def _commit_all(path) -> str:

@@ -109,6 +109,7 @@ def load_champion(model_name: str, alias: str):
             "register.threshold)"
         )
     try:
+        registry.client()
         return uri, version, mlflow.sklearn.load_model(uri)
     except registry.STORE_ERRORS as exc:
         raise registry.store_error(exc) from exc

@@ -31,6 +31,17 @@ MODEL_UUID_TAG = "snakeflow.model_uuid"
 STORE_ERRORS = (MlflowException, OSError, RequestException)
 
 
+def client() -> MlflowClient:
+    """A client of the store named by MLFLOW_TRACKING_URI, also made MLflow's default (for
+    ``models:/`` URIs)."""
+    import mlflow
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or None
+    if uri:
+        mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri)
+
+
 def store_error(exc: BaseException) -> UserError:
     """One line naming the tracking store and the first line of what went wrong."""
     uri = os.environ.get("MLFLOW_TRACKING_URI", "")
@@ -53,7 +64,7 @@ def champion_version(model_name: str, alias: str):
     Any other failure (store down, permission denied) is a UserError, never "no alias".
     """
     try:
-        return MlflowClient().get_model_version_by_alias(model_name, alias)
+        return client().get_model_version_by_alias(model_name, alias)
     except MlflowException as exc:
         if _missing(exc):
             return None
@@ -75,15 +86,15 @@ def logged_model(model_dir: str | os.PathLike[str], *, wait: float = 120.0):
     seconds (the plugin is off, or the store is down).
     """
     uuid = model_uuid(model_dir)
-    client = MlflowClient()
+    store = client()
     try:
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "snakeflow")
-        experiment = client.get_experiment_by_name(name)
+        experiment = store.get_experiment_by_name(name)
         deadline = time.monotonic() + wait
         while True:
             found = []
             if experiment is not None:
-                found = client.search_logged_models(
+                found = store.search_logged_models(
                     [experiment.experiment_id],
                     filter_string=f"tags.`{MODEL_UUID_TAG}` = '{uuid}'",
                     max_results=1,
@@ -97,7 +108,7 @@ def logged_model(model_dir: str | os.PathLike[str], *, wait: float = 120.0):
                     "or --logger mlflow) so that trained models are logged"
                 )
             time.sleep(0.5)
-            experiment = experiment or client.get_experiment_by_name(name)
+            experiment = experiment or store.get_experiment_by_name(name)
     except STORE_ERRORS as exc:
         raise store_error(exc) from exc
 
@@ -108,8 +119,9 @@ def register(model_id: str, model_name: str, alias: str, tags: dict[str, str]):
     import mlflow
 
     try:
+        store = client()
         version = mlflow.register_model(f"models:/{model_id}", model_name, tags=tags)
-        MlflowClient().set_registered_model_alias(model_name, alias, version.version)
+        store.set_registered_model_alias(model_name, alias, version.version)
     except STORE_ERRORS as exc:
         raise store_error(exc) from exc
     return version

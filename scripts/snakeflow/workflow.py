@@ -22,7 +22,6 @@ from . import urls
 _TYPES = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
 
 
-
 def coerce_cli_values(config: dict, schema_path: str | os.PathLike[str]) -> dict:
     """Give nested ``--config`` values their schema types before validation.
 

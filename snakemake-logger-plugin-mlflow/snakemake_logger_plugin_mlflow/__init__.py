@@ -13,7 +13,6 @@ Settings (command line or profile): ``--logger-mlflow-tracking-uri`` (else
 does not answer; what is left is logged by the next invocation).
 """
 
-
 import logging
 from dataclasses import dataclass, field
 from typing import Optional

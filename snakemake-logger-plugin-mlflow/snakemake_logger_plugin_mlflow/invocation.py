@@ -18,7 +18,7 @@ from mlflow.entities import Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from .channel import KIND_TAG
-from .store import MAX_TAG, flatten_params, redact_values, user
+from .store import MAX_TAG, flatten_params, redact, redact_values, user
 
 
 def _process_start(pid: int) -> str | None:
@@ -36,23 +36,6 @@ def source_tags(source: str, commit: str | None) -> dict[str, str]:
     if commit:
         tags["mlflow.source.git.commit"] = commit
     return tags
-
-
-def git_commit(path: str | os.PathLike[str]) -> str | None:
-    """The commit checked out in the git repository holding ``path``, or None."""
-    import subprocess
-
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(path), "rev-parse", "--verify", "--quiet", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = done.stdout.strip()
-    return commit if done.returncode == 0 and commit else None
 
 
 def start(
@@ -74,7 +57,7 @@ def start(
         "snakeflow.host": socket.gethostname(),
         "snakeflow.pid": str(os.getpid()),
         "snakeflow.pid_start": _process_start(os.getpid()) or "",
-        "snakemake.command": str(redact_values(command.split()))[:MAX_TAG],
+        "snakemake.command": redact(command)[:MAX_TAG],
     } | source_tags(snakefile, commit)
     run = client.create_run(
         experiment_id, run_name=f"snakemake {time.strftime('%Y-%m-%d %H:%M:%S')}", tags=tags

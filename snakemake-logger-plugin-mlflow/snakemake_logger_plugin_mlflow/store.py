@@ -47,7 +47,7 @@ def resolve_uri(uri: str | None, workdir: str | os.PathLike[str] = ".") -> str:
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
         rel = uri[len(prefix) :]
-        if rel and rel != ":memory:":
+        if rel and rel != ":memory:" and not rel.startswith("file:"):
             uri = prefix + str(Path(workdir).resolve() / rel)
     return uri
 
@@ -62,8 +62,15 @@ _SECRET_PARAM = re.compile(
 )
 
 
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
+
+
 def redact(text: str) -> str:
-    """A URL without its password and secret query values; other text unchanged."""
+    """``text`` with every URL in it stripped of its password and secret query values."""
+    return _URL.sub(lambda m: _redact_url(m.group(0)), text)
+
+
+def _redact_url(text: str) -> str:
     try:
         parts = urlsplit(text)
     except ValueError:
@@ -139,7 +146,7 @@ def _sqlite_lock(uri: str) -> Iterator[None]:
     that at once corrupt it. Only snakemake processes write now, but two invocations may
     start together in one directory.
     """
-    if not uri.startswith("sqlite:///"):
+    if not uri.startswith("sqlite:///") or uri.startswith("sqlite:///file:"):
         yield
         return
     db = Path(uri[len("sqlite:///") :])
@@ -174,8 +181,6 @@ def connect(uri: str, name: str) -> tuple[MlflowClient, str]:
                     experiment_id = experiment.experiment_id
             else:
                 experiment_id = experiment.experiment_id
-            if uri.startswith("sqlite:///") and not os.access(uri[len("sqlite:///") :], os.W_OK):
-                raise OSError("attempt to write a readonly database")
             return client, experiment_id
     except STORE_ERRORS as exc:
         raise error(exc, uri) from exc

@@ -36,6 +36,23 @@ def _paths(files) -> list[str]:
     return out
 
 
+def git_commit(path: str | os.PathLike[str]) -> str | None:
+    """The commit checked out in the git repository holding ``path``, or None."""
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "--verify", "--quiet", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and commit else None
+
+
 def _find_workflow():
     """The Snakemake Workflow object logging this event (for its config and targets), or None.
 
@@ -128,7 +145,7 @@ class Tracker:
         name = store.experiment_name(self.experiment)
         workflow = _find_workflow()
         snakefile = str(self.header.get("snakefile") or "Snakefile")
-        self.commit = invocation.git_commit(Path(snakefile).resolve().parent)
+        self.commit = git_commit(Path(snakefile).resolve().parent)
         targets: list[str] = []
         config = None
         if workflow is not None:
@@ -286,20 +303,22 @@ class Tracker:
                     "host": socket.gethostname(),
                 },
             )
-        elif kind == "finish":
+        elif kind in ("finish", "replay"):
             for entry in spool.pending(self.spool):
-                if entry["key"] == item[1]:
-                    jobs.log_entry(client, entry, models)
-                    spool.done(self.spool, entry["key"])
-        elif kind == "replay":
-            for entry in spool.pending(self.spool):
-                if entry["key"] not in {f"{self.parent}/{j}" for j in self.jobs}:
-                    jobs.log_entry(client, entry, models)
-                    spool.done(self.spool, entry["key"])
+                if kind == "replay" or entry["key"] == item[1]:
+                    self._log(client, entry, models)
         elif kind == "reap":
             invocation.reap_orphans(client, self.experiment_id)
-        elif kind == "end":
-            invocation.end(client, self.parent, item[1])
+
+    def _log(self, client, entry: dict, models) -> None:
+        """Log one spool entry (a job, or the end of an invocation), then drop it."""
+        from . import invocation, jobs
+
+        if entry.get("kind") == "invocation_end":
+            invocation.end(client, entry["parent"], entry["status"])
+        else:
+            jobs.log_entry(client, entry, models)
+        spool.done(self.spool, entry["key"])
 
     # ------------------------------------------------------------------ the end
 
@@ -312,7 +331,12 @@ class Tracker:
         if self.parent is not None:
             done, total = self.progress
             status = "FAILED" if self.failed else "FINISHED" if done >= total else "KILLED"
-            self.queue.put(("end", status))
+            key = f"{self.parent}/end"
+            spool.put(
+                self.spool,
+                {"key": key, "kind": "invocation_end", "parent": self.parent, "status": status},
+            )
+            self.queue.put(("finish", key))
         self.queue.put(None)
         self.writer.join(self.drain_timeout)
         if self.writer.is_alive():
