@@ -219,5 +219,3 @@ rule predict:
         target=config["target"],
     script:
         "scripts/predict.py"
-
-

@@ -370,7 +370,7 @@ def test_requirements_parser_skips_paths_and_options(tmp_path):
 
 def test_detects_a_missing_import(tmp_path):
     script = tmp_path / "x.py"
-    script.write_text("import sklearn.linear_model\nfrom snakeflow import tracking\n")
+    script.write_text("import sklearn.linear_model\nfrom snakeflow import registry\n")
     assert {"sklearn", "mlflow"} <= third_party_imports(script)
 
 
@@ -382,3 +382,10 @@ def test_detects_a_missing_package_and_an_unused_tracking_client():
     (unused,) = env_problems({"pandas"}, env)
     assert "['mlflow-skinny', 'sqlalchemy']" in unused
     assert "PROVIDERS" in env_problems({"torch"}, env)[0]
+
+
+@pytest.mark.parametrize("rule", ["download", "clean", "split"])
+def test_data_steps_import_no_tracking_client(rule):
+    """download, clean and split never load MLflow, SQLAlchemy or alembic, not even through
+    scripts/snakeflow: they only write their job record."""
+    assert not {"mlflow", "sqlalchemy", "alembic"} & third_party_imports(SCRIPTS / f"{rule}.py")

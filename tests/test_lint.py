@@ -41,15 +41,18 @@ def heavy_modules_after_dry_run(workdir: Path) -> list[str]:
     code = (
         "import sys, runpy\n"
         "sys.argv = ['snakemake', '-n', '--cores', '1']\n"
+        "code = 0\n"
         "try:\n"
         "    runpy.run_module('snakemake', run_name='__main__')\n"
-        "except SystemExit:\n"
-        "    pass\n"
+        "except SystemExit as exc:\n"
+        "    code = exc.code or 0\n"
+        "print('EXIT', code)\n"
         f"print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules])\n"
     )
     proc = run(sys.executable, "-c", code, cwd=workdir)
     line = [x for x in proc.stdout.splitlines() if x.startswith("HEAVY ")]
     assert line, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "EXIT 0" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
     return eval(line[0][len("HEAVY ") :])
 
 

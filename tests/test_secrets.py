@@ -19,7 +19,14 @@ def _files_containing(root: Path, needles) -> list[str]:
         capture_output=True,
         text=True,
     )
+    assert proc.returncode in (0, 1), proc.stderr  # 1: no match; 2: grep could not read
     return proc.stdout.split()
+
+
+def test_files_containing_finds_what_is_there(tmp_path):
+    (tmp_path / "a.txt").write_text("x hunter2 y")
+    (tmp_path / "b.txt").write_text("nothing")
+    assert _files_containing(tmp_path, SECRETS) == [str(tmp_path / "a.txt")]
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ only: register does not load pandas, scikit-learn or skops.
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
-import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
     INVALID_PARAMETER_VALUE,
@@ -75,7 +75,11 @@ def champion_version(model_name: str, alias: str):
 
 def model_uuid(model_dir: str | os.PathLike[str]) -> str:
     """The ``model_uuid`` that MLflow wrote into the MLmodel file of a saved model."""
-    return str(yaml.safe_load((Path(model_dir) / "MLmodel").read_text())["model_uuid"])
+    text = (Path(model_dir) / "MLmodel").read_text()
+    found = re.search(r"^model_uuid: *'?([0-9A-Za-z-]+)'?\s*$", text, re.MULTILINE)
+    if not found:
+        raise UserError(f"{model_dir}/MLmodel has no model_uuid: not a model saved by MLflow")
+    return found.group(1)
 
 
 def logged_model(model_dir: str | os.PathLike[str], *, wait: float = 120.0):

@@ -30,7 +30,7 @@ _ANNOTATION = re.compile(r" \([^()]*\)$")  # "path (temp)" in Snakemake's job_in
 
 def _paths(files) -> list[str]:
     out = []
-    for f in files or []:
+    for f in [files] if isinstance(files, str) else files or []:
         f = str(f)
         out.append(f if os.path.exists(f) or not _ANNOTATION.search(f) else _ANNOTATION.sub("", f))
     return out
