@@ -9,8 +9,10 @@ import random
 from pathlib import Path
 
 
-def titanic_rows(n: int = 120, seed: int = 0) -> list[list[str]]:
-    """Titanic-shaped rows (header first): ids, quoted names with commas and quotes, nulls."""
+def titanic_rows(n: int = 120, seed: int = 0, noise: float = 0.2) -> list[list[str]]:
+    """Titanic-shaped rows (header first): ids, quoted names with commas and quotes, nulls.
+
+    The label follows the sex, flipped with probability ``noise``."""
     rng = random.Random(seed)
     header = [
         "PassengerId",
@@ -35,7 +37,7 @@ def titanic_rows(n: int = 120, seed: int = 0) -> list[list[str]]:
             age = f"{rng.randint(1, 70)}.5"
         fare = f"{rng.uniform(5, 120):.4f}"
         survived = int(
-            (sex == "female") ^ (rng.random() < 0.2) or (pclass == 1 and rng.random() < 0.3)
+            (sex == "female") ^ (rng.random() < noise) or (pclass == 1 and rng.random() < 0.3)
         )
         name = rng.choice(
             [
