@@ -30,6 +30,8 @@ SKIP = {
     "pip install ./snakemake-logger-plugin-mlflow": "the conda path",
     "snakemake --use-conda": "conda",
     ". .venv/bin/activate": "the commands below run with .venv/bin on PATH",
+    "cd /path/to/": "tests/test_places.py runs the workflow from another directory",
+    "/path/to/snakeflow/": "tests/test_places.py",
 }
 
 

@@ -52,7 +52,12 @@ def slurm():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = TrackingServer(tmp_path_factory.mktemp("tracking-server"))
+    """The team set-up the README recommends: an mlflow server on PostgreSQL
+    (``SNAKEFLOW_POSTGRES_URI``, started by tests/cluster/postgres.sh in CI)."""
+    backend = os.environ.get("SNAKEFLOW_POSTGRES_URI")
+    if not backend and os.environ.get("SNAKEFLOW_REQUIRE_SLURM"):
+        pytest.fail("CI runs the cluster tests on PostgreSQL: SNAKEFLOW_POSTGRES_URI is unset")
+    srv = TrackingServer(tmp_path_factory.mktemp("tracking-server"), backend=backend)
     yield srv
     srv.stop()
 

@@ -167,10 +167,18 @@ def free_port() -> int:
 
 
 class TrackingServer:
-    """A real ``mlflow server`` on 127.0.0.1 with a SQLite backend and served artifacts."""
+    """A real ``mlflow server`` on 127.0.0.1 with a SQLite (or the given) backend and served
+    artifacts."""
 
-    def __init__(self, root: Path, port: int | None = None, app_name: str | None = None):
+    def __init__(
+        self,
+        root: Path,
+        port: int | None = None,
+        app_name: str | None = None,
+        backend: str | None = None,
+    ):
         self.root = root
+        self.backend = backend or f"sqlite:///{root / 'mlflow.db'}"
         root.mkdir(parents=True, exist_ok=True)
         self.artifacts = root / "artifacts"
         self.app_name = app_name
@@ -195,7 +203,7 @@ class TrackingServer:
                 "--port",
                 str(self.port),
                 "--backend-store-uri",
-                f"sqlite:///{self.root / 'mlflow.db'}",
+                self.backend,
                 "--artifacts-destination",
                 str(self.artifacts),
                 "--workers",
