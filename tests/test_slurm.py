@@ -14,11 +14,12 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
-from support import GRID, ROOT, SNAKEMAKE, TrackingServer, titanic_rows, to_csv
+from support import GRID, SNAKEMAKE, TrackingServer, titanic_rows, to_csv
 
 pytestmark = pytest.mark.slurm
 BIN = Path(sys.executable).parent
@@ -67,12 +68,12 @@ def cluster_workflow(tmp_path, server, http_server):
     from support import Workflow, copy_workflow
 
     wf = Workflow(copy_workflow(tmp_path / "wf"))
-    shutil.copytree(ROOT / "profiles", wf.path / "profiles")
     wf.env["MLFLOW_TRACKING_URI"] = server.url
-    wf.env["MLFLOW_EXPERIMENT_NAME"] = tmp_path.name  # one experiment per test
+    name = f"{tmp_path.name[:40]}-{uuid.uuid4().hex[:8]}"  # the server's store may be reused
+    wf.env["MLFLOW_EXPERIMENT_NAME"] = name  # one experiment per test
     url = http_server.publish(f"slurm/{tmp_path.name}.csv", to_csv(titanic_rows(300, seed=7)))
     wf.configure(
-        data_url=url, models=GRID, register={"threshold": 0.5, "model_name": tmp_path.name[:60]}
+        data_url=url, models=GRID, register={"threshold": 0.5, "model_name": name}
     )
     return wf
 
@@ -155,8 +156,13 @@ def test_scancelled_job_fails_then_rerun_completes(cluster_workflow):
             if wf.client().get_experiment_by_name(wf.env["MLFLOW_EXPERIMENT_NAME"])
             else []
         ):
-            if run.data.tags.get("snakemake.wildcards.model") == "slow" and (
-                run.data.tags.get("snakemake.rule") == "train"
+            record = wf.path / "logs/train/titanic/slow.mlflow.jsonl"
+            if (
+                run.data.tags.get("snakemake.wildcards.model") == "slow"
+                and run.data.tags.get("snakemake.rule") == "train"
+                and "slurm.job_id" in run.data.tags
+                and record.exists()
+                and "train_rows" in record.read_text()  # the step is training
             ):
                 victim = run
         time.sleep(0.5)

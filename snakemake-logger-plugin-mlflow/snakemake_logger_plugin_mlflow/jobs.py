@@ -83,6 +83,7 @@ def base_tags(entry: Mapping[str, Any]) -> dict[str, str]:
         "mlflow.parentRunId": entry["parent"],
     }
     tags |= {f"snakemake.wildcards.{k}": str(v) for k, v in entry.get("wildcards", {}).items()}
+    tags |= entry.get("tags", {})  # the scheduler's job id, when an executor said it
     for key, value in entry.get("resources", {}).items():
         if not str(key).startswith("_") and key != "tmpdir":
             tags[f"snakemake.resources.{key}"] = str(value)

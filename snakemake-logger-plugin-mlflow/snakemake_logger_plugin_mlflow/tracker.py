@@ -26,6 +26,11 @@ from . import spool
 from .channel import EXPERIMENT_ENV, PARENT_RUN_ENV, RECORD_SUFFIX, TRACKING_URI_ENV
 
 _ANNOTATION = re.compile(r" \([^()]*\)$")  # "path (temp)" in Snakemake's job_info
+# What executors say when they submit a job: (pattern with jobid and external id, tag key)
+SUBMITTED = [
+    (re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)"), "slurm.job_id"),
+    (re.compile(r"Submitted job (\d+) with external jobid '([^']+)'"), "cluster.job_id"),
+]
 
 
 def _paths(files) -> list[str]:
@@ -110,7 +115,11 @@ class Tracker:
 
     def on_event(self, record) -> None:
         event = getattr(record, "event", None)
-        if event is None or self.dryrun:
+        if self.dryrun:
+            return
+        if event is None:
+            if self.parent is not None and isinstance(record.msg, str) and "ubmitted" in record.msg:
+                self._submitted(record.msg)
             return
         event = str(event)
         if event == "workflow_started":
@@ -210,6 +219,15 @@ class Tracker:
         if job["output"] or job["log"]:
             self.queue.put(("start", job))
 
+    def _submitted(self, message: str) -> None:
+        """Tag a job's run with the scheduler's id for it, from the executor's message."""
+        for pattern, key in SUBMITTED:
+            found = pattern.search(message)
+            if found and int(found.group(1)) in self.jobs:
+                job = self.jobs[int(found.group(1))]
+                job.setdefault("tags", {})[key] = found.group(2)
+                self.queue.put(("tag", job["key"], {key: found.group(2)}))
+
     def _job_end(self, jobid: int, status: str) -> None:
         job = self.jobs.pop(jobid, None)
         if job is None:
@@ -303,6 +321,10 @@ class Tracker:
                     "host": socket.gethostname(),
                 },
             )
+        elif kind == "tag":
+            run = jobs.find_run(client, self.experiment_id, item[1])
+            if run is not None:
+                client.set_tag(run.info.run_id, *next(iter(item[2].items())))
         elif kind in ("finish", "replay"):
             for entry in spool.pending(self.spool):
                 if kind == "replay" or entry["key"] == item[1]:
