@@ -138,6 +138,48 @@ def test_titanic_grid_end_to_end(fresh_workflow, http_server):
     (retrained,) = [r for r in wf.job_runs("train") if r.info.start_time > parent.info.end_time]
     assert retrained.data.tags["snakemake.wildcards.model"] == "tree"
 
+    # what a change would rerun, asked with a dry run (`-n` says why)
+    dry = wf.run("-n", "--config", "target=Pclass")
+    assert dry.would_run == {
+        "clean": 1,
+        "split": 1,
+        "train": 4,
+        "evaluate": 4,
+        "register": 1,
+        "predict": 1,
+    }
+    assert "Params have changed" in dry.output
+    changed = json.loads(json.dumps(grid))
+    changed["tree"]["estimator"] = "sklearn.tree.ExtraTreeClassifier"
+    wf.configure(models=changed)
+    assert wf.run("-n").would_run == {"train": 1, "evaluate": 1, "register": 1, "predict": 1}
+    wf.configure(models=grid)
+
+    # register again with the best model already champion: nothing new is registered
+    wf.configure(register={**PASSING_GATE, "threshold": 0.55})
+    assert sorted(wf.run().ran) == ["predict", "register"]
+    decision = json.loads((results / "registration.json").read_text())
+    assert decision["passed"] and not decision["registered"]
+    assert "already champion (version 1)" in decision["reason"]
+    assert len(registered_versions(wf, "titanic")) == 1
+
+    # a gate nobody passes: nothing registered, the alias stays where it was
+    wf.configure(register={**PASSING_GATE, "threshold": 1.01})
+    assert sorted(wf.run().ran) == ["predict", "register"]
+    decision = json.loads((results / "registration.json").read_text())
+    assert not decision["passed"] and "champion left unchanged" in decision["reason"]
+    assert wf.client().get_model_version_by_alias("titanic", "champion").version in (1, "1")
+    assert len(registered_versions(wf, "titanic")) == 1
+
+    # predict_url: a CSV of the user's, scored by the champion
+    mine = wf.path / "to-score.csv"
+    mine.write_bytes(to_csv([rows[0][:1] + rows[0][2:]] + [r[:1] + r[2:] for r in rows[1:6]]))
+    wf.configure(predict_url=str(mine))
+    assert wf.run().ran == ["predict"]
+    scored = read_csv(results / "predictions.csv")
+    assert len(scored) == 6 and scored[0][-3:] == ["prediction", "proba_0", "proba_1"]
+    wf.configure(predict_url=None, register=PASSING_GATE)
+
     # test_size: split and everything after it; back again: the same split and metrics
     split_sha = sha256(wf.path / "data/split/titanic/test.csv")
     forest = json.loads((results / "metrics/forest.json").read_text())["metrics"]

@@ -72,9 +72,7 @@ def cluster_workflow(tmp_path, server, http_server):
     name = f"{tmp_path.name[:40]}-{uuid.uuid4().hex[:8]}"  # the server's store may be reused
     wf.env["MLFLOW_EXPERIMENT_NAME"] = name  # one experiment per test
     url = http_server.publish(f"slurm/{tmp_path.name}.csv", to_csv(titanic_rows(300, seed=7)))
-    wf.configure(
-        data_url=url, models=GRID, register={"threshold": 0.5, "model_name": name}
-    )
+    wf.configure(data_url=url, models=GRID, register={"threshold": 0.5, "model_name": name})
     return wf
 
 

@@ -170,3 +170,26 @@ def test_parent_records_config_without_secrets(workflow, http_server):
     )
     assert "hunter2" not in metadata and "s3cr3t" not in metadata
     assert "s3cr3t" not in (workflow.path / "logs/download/titanic.log").read_text()
+
+
+def test_tracking_uri_and_experiment_from_config(workflow, titanic_url, tmp_path):
+    """mlflow.tracking_uri and mlflow.experiment in the config; MLFLOW_TRACKING_URI wins."""
+    from mlflow.tracking import MlflowClient
+
+    other = tmp_path / "elsewhere.db"
+    del workflow.env["MLFLOW_TRACKING_URI"]
+    workflow.configure(mlflow={"tracking_uri": f"sqlite:///{other}", "experiment": "mine"})
+    workflow.run("download", "--config", f"data_url={titanic_url}")
+    client = MlflowClient(f"sqlite:///{other}")
+    (experiment,) = [e for e in client.search_experiments() if e.name != "Default"]
+    assert experiment.name == "mine"
+    rules = {
+        r.data.tags.get("snakemake.rule") for r in client.search_runs([experiment.experiment_id])
+    }
+    assert rules == {None, "download"}  # the invocation and its job
+    # nothing in the store the environment names in the other tests
+    workflow.env["MLFLOW_TRACKING_URI"] = f"sqlite:///{workflow.db}"
+    assert workflow.runs() == []
+    # the environment wins over the config
+    workflow.run("clean", "--config", f"data_url={titanic_url}")
+    assert {r.data.tags.get("snakemake.rule") for r in workflow.runs()} == {None, "clean"}

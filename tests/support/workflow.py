@@ -24,6 +24,19 @@ class Result:
     output: str
 
     @property
+    def would_run(self) -> dict[str, int]:
+        """Jobs per rule in the "Job stats" table of a dry run (``all`` excluded)."""
+        table = self.output.split("Job stats:", 1)[1] if "Job stats:" in self.output else ""
+        counts = {}
+        for line in table.splitlines()[3:]:
+            parts = line.split()
+            if len(parts) != 2 or not parts[1].isdigit() or parts[0] == "total":
+                break
+            if parts[0] != "all":
+                counts[parts[0]] = int(parts[1])
+        return counts
+
+    @property
     def ran(self) -> list[str]:
         """Rules of the jobs that finished, in order (``all`` excluded)."""
         rules = re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", self.output)
