@@ -123,10 +123,7 @@ def step(smk) -> Iterator[Record]:
     rec = Record(smk.log.record)
     scripts = Path(smk.scriptdir)
     rec.write({"source": str(scripts / f"{smk.rule}.py")})
-    tags = {"snakeflow.host": socket.gethostname()}
-    if os.environ.get("SLURM_JOB_ID"):
-        tags["slurm.job_id"] = os.environ["SLURM_JOB_ID"]
-    rec.tags(tags)
+    rec.tags({"snakeflow.host": socket.gethostname()})  # where the job ran (a cluster node)
     rec.params(dict(smk.params.items()))
     rec.write({"outputs": dict(smk.output.items())})
     env_file = scripts.parent / "envs" / f"{smk.rule}.yaml"

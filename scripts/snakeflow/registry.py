@@ -13,6 +13,7 @@ import re
 import time
 from pathlib import Path
 
+from mlflow.environment_variables import MLFLOW_EXPERIMENT_NAME, MLFLOW_TRACKING_URI
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
     INVALID_PARAMETER_VALUE,
@@ -36,7 +37,7 @@ def client() -> MlflowClient:
     ``models:/`` URIs)."""
     import mlflow
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or None
+    uri = MLFLOW_TRACKING_URI.get() or None
     if uri:
         mlflow.set_tracking_uri(uri)
     return MlflowClient(uri)
@@ -44,7 +45,7 @@ def client() -> MlflowClient:
 
 def store_error(exc: BaseException) -> UserError:
     """One line naming the tracking store and the first line of what went wrong."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    uri = MLFLOW_TRACKING_URI.get() or ""
     text = str(exc).strip()
     reason = text.splitlines()[0] if text else type(exc).__name__
     return UserError(f"MLflow tracking store {redact(uri)} is not usable: {reason[:300]}")
@@ -92,7 +93,7 @@ def logged_model(model_dir: str | os.PathLike[str], *, wait: float = 120.0):
     uuid = model_uuid(model_dir)
     store = client()
     try:
-        name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "snakeflow")
+        name = MLFLOW_EXPERIMENT_NAME.get() or "snakeflow"
         experiment = store.get_experiment_by_name(name)
         deadline = time.monotonic() + wait
         while True:
