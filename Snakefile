@@ -16,6 +16,7 @@ configfile: "config.yaml"
 
 sf.coerce_cli_values(config, workflow.source_path("schemas/config.schema.json"))
 validate(config, "schemas/config.schema.json")
+sf.check_grids(config)
 sf.export_tracking_env(config)
 
 DATASET = config["dataset"]
@@ -32,6 +33,7 @@ localrules:
 
 wildcard_constraints:
     model=sf.one_of(MODELS),
+    point=sf.one_of(sf.all_points(config)) or "p[0-9a-f]{10}",
 
 
 envvars:
@@ -110,9 +112,37 @@ rule split:
         "scripts/split.py"
 
 
+rule search:
+    input:
+        csv=rules.split.output.train,
+    output:
+        score=f"{RESULTS}/search/{{model}}/{{point}}.json",
+    log:
+        **sf.logs("search", f"{DATASET}/{{model}}/{{point}}"),
+    benchmark:
+        f"benchmarks/search/{DATASET}/{{model}}/{{point}}.tsv"
+    conda:
+        "envs/search.yaml"
+    threads: config["train"]["threads"]
+    params:
+        dataset=DATASET,
+        target=config["target"],
+        estimator=sf.model_setting(config, "estimator"),
+        model_params=sf.model_setting(config, "params"),
+        point=sf.point_setting(config),
+        folds=config["cv"]["folds"],
+        metric=config["register"]["metric"],
+        drop=config["features"]["drop"],
+        infer_drop=config["features"]["infer_drop"],
+        seed=config["split"]["seed"],
+    script:
+        "scripts/search.py"
+
+
 rule train:
     input:
         csv=rules.split.output.train,
+        search=sf.search_results(config, rules.search.output.score),
     output:
         model=directory(f"{RESULTS}/models/{{model}}"),
     log:
@@ -130,6 +160,7 @@ rule train:
         drop=config["features"]["drop"],
         infer_drop=config["features"]["infer_drop"],
         seed=config["split"]["seed"],
+        metric=config["register"]["metric"],
     script:
         "scripts/train.py"
 
@@ -175,6 +206,7 @@ rule register:
     input:
         metrics=expand(rules.evaluate.output.metrics, model=MODELS),
         models=expand(rules.train.output.model, model=MODELS),
+        test=rules.split.output.test,
     output:
         registration=report(
             f"{RESULTS}/registration.json",
@@ -196,6 +228,9 @@ rule register:
         metric=config["register"]["metric"],
         threshold=config["register"]["threshold"],
         alias=config["register"]["alias"],
+        challenger_alias=config["register"]["challenger_alias"],
+        target=config["target"],
+        min_delta=config["register"]["min_delta"],
     script:
         "scripts/register.py"
 
@@ -219,3 +254,7 @@ rule predict:
         target=config["target"],
     script:
         "scripts/predict.py"
+
+
+onstart:
+    sf.check_grid_params(config)

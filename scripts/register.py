@@ -1,4 +1,5 @@
-"""register: pick the best model by a metric; if it passes the gate, make it the champion."""
+"""register: pick the best model by a metric; if it passes the gate, register it as the
+challenger, and promote it to champion if it beats the champion on the same test split."""
 
 import sys
 
@@ -14,8 +15,7 @@ from pathlib import Path
 from snakeflow import record, registry
 from snakeflow.errors import UserError, run_main
 from snakeflow.fileio import atomic_path
-
-LOWER_IS_BETTER = {"log_loss"}
+from snakeflow.metrics import LOWER_IS_BETTER, better
 
 
 @dataclass
@@ -34,6 +34,9 @@ class Decision:
     version: str | None = None
     reason: str = ""
     mlflow: dict[str, str] = field(default_factory=dict)
+    champion_version: str | None = None  # the champion before this decision
+    champion_score: float | None = None  # its score on the same test split
+    promoted: bool = False  # the new version is now the champion
 
 
 def decide(
@@ -89,6 +92,104 @@ def _fmt(value) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
+def model_card(card: dict, metrics: dict, decision: Decision) -> str:
+    """A short model card in Markdown: data, label, features, estimator, scores, decision."""
+    search = card.get("search")
+    cv = (
+        f"{search['metric']} {search['mean']:.4f} ± {search['std']:.4f} (CV), "
+        f"best grid point {search['point_id']}: `{json.dumps(search['point'])}`"
+        if search
+        else "no grid search"
+    )
+    dropped = ", ".join(f"{k} ({v})" for k, v in card.get("dropped", {}).items()) or "none"
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if v is not None)
+    lines = [
+        f"# {decision.model_name}: {decision.best}",
+        "",
+        f"- **Data**: `{card['dataset']}`, train split sha256 `{card['train_sha256']}`, "
+        f"{card['train_rows']} rows; label `{card['target']}`",
+        f"- **Features**: numeric {', '.join(card['features']['numeric']) or 'none'}; "
+        f"categorical {', '.join(card['features']['categorical']) or 'none'}; dropped {dropped}",
+        f"- **Estimator**: `{card['estimator']}` with `{json.dumps(card['params'], default=str)}`",
+        f"- **Cross-validation**: {cv}",
+        f"- **Test split**: {scores}",
+        f"- **Gate**: {decision.metric} {'<=' if decision.metric in LOWER_IS_BETTER else '>='} "
+        f"{decision.threshold}: {'passed' if decision.passed else 'missed'}",
+        f"- **Decision**: {decision.reason}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def champion_score(model_name: str, alias: str, test_csv: Path, target: str, metric: str):
+    """The champion's ``metric`` on ``test_csv`` (the split the challenger was scored on)."""
+    import numpy as np
+    import pandas as pd
+
+    from snakeflow import models
+    from snakeflow.metrics import compute_metrics
+
+    _, _, pipeline = models.load_champion(model_name, alias)
+    frame = pd.read_csv(test_csv, converters={target: str})
+    labels, features = frame[target], frame.drop(columns=[target])
+    classes = sorted(set(labels) | set(map(str, pipeline.classes_)))
+    proba = pipeline.predict_proba(features)
+    ordered = np.zeros((len(frame), len(classes)))
+    for i, cls in enumerate(pipeline.classes_):
+        ordered[:, classes.index(str(cls))] = proba[:, i]
+    predicted = np.asarray([str(p) for p in pipeline.predict(features)])
+    return compute_metrics(labels, predicted, ordered, classes)[metric]
+
+
+def promote(decision: Decision, model, params, test_csv: Path) -> None:
+    """Register the best model as challenger; make it champion if there is none, or if it
+    beats the champion by ``min_delta`` on the same test split. Fills in ``decision``."""
+    name, alias, challenger = decision.model_name, decision.alias, params.challenger_alias
+    champion = registry.champion_version(name, alias)
+    if champion is not None and champion.tags.get("snakeflow.model_id") == model.model_id:
+        decision.version = decision.champion_version = str(champion.version)
+        decision.reason += f"; already {alias} (version {champion.version})"
+        return
+    held = registry.champion_version(name, challenger)
+    if held is not None and held.tags.get("snakeflow.model_id") == model.model_id:
+        version = held  # registered by an earlier run, not again
+    else:
+        version = registry.register(
+            model.model_id,
+            name,
+            tags={
+                "snakeflow.model_id": model.model_id,
+                "snakeflow.model": decision.best,
+                decision.metric: str(decision.value),
+            },
+        )
+        decision.registered = True
+    decision.version = str(version.version)
+    if champion is None:
+        registry.set_alias(name, alias, version.version)
+        registry.delete_alias(name, challenger)
+        decision.promoted = True
+        decision.reason += f"; registered version {version.version} as {alias} (the first)"
+        return
+    decision.champion_version = str(champion.version)
+    decision.champion_score = champion_score(name, alias, test_csv, params.target, decision.metric)
+    delta = params.min_delta
+    versus = (
+        f"{decision.metric} {decision.value:.4f} against {alias} version {champion.version}'s "
+        f"{decision.champion_score:.4f} on the same test split (min_delta {delta})"
+    )
+    if better(decision.value, decision.champion_score, decision.metric, delta):
+        registry.set_alias(name, alias, version.version)
+        registry.delete_alias(name, challenger)
+        decision.promoted = True
+        decision.reason += f"; version {version.version} becomes {alias}: {versus}"
+    else:
+        registry.set_alias(name, challenger, version.version)
+        decision.reason += (
+            f"; version {version.version} stays {challenger}, {alias} stays version "
+            f"{champion.version}: {versus}"
+        )
+
+
 def main() -> None:
     params = snakemake.params
     with record.step(snakemake) as run:
@@ -103,24 +204,26 @@ def main() -> None:
         if decision.passed:
             best = next(r for r in results if r["model"] == decision.best)
             model = registry.logged_model(best["model_dir"])
-            current = registry.champion_version(decision.model_name, decision.alias)
             decision.mlflow = {"run_id": model.source_run_id, "model_id": model.model_id}
-            if current is not None and current.tags.get("snakeflow.model_id") == model.model_id:
-                decision.version = str(current.version)
-                decision.reason += f"; already {decision.alias} (version {current.version})"
-            else:
-                version = registry.register(
-                    model.model_id,
-                    decision.model_name,
-                    decision.alias,
-                    tags={
-                        "snakeflow.model_id": model.model_id,
-                        "snakeflow.model": decision.best,
-                        decision.metric: str(decision.value),
-                    },
-                )
-                decision.registered, decision.version = True, str(version.version)
-                decision.reason += f"; registered version {version.version} as {decision.alias}"
+            promote(decision, model, params, Path(snakemake.input.test))
+            card = json.loads((Path(best["model_dir"]) / registry.CARD).read_text())
+            registry.describe(
+                decision.model_name,
+                decision.version,
+                model_card(card, best["metrics"], decision),
+                {
+                    "snakeflow.decision": decision.reason[:5000],
+                    "snakeflow.challenger_score": str(decision.value),
+                    "snakeflow.champion_score": str(decision.champion_score),
+                },
+            )
+            registry.describe_model(
+                decision.model_name,
+                f"Classifier of `{card['target']}` on the `{card['dataset']}` data, trained by "
+                f"snakeflow. `@{decision.alias}` is the version in use; a newly registered "
+                f"version that does not beat it by register.min_delta on {decision.metric} "
+                f"holds `@{params.challenger_alias}`.",
+            )
         else:
             decision.reason += f"; nothing registered, {decision.alias} left unchanged"
         print(decision.reason, file=sys.stderr)
@@ -132,12 +235,15 @@ def main() -> None:
                 "snakeflow.gate": "passed" if decision.passed else "failed",
                 "snakeflow.gate_reason": decision.reason,
                 "snakeflow.best_model": decision.best or "",
+                "snakeflow.promoted": str(decision.promoted).lower(),
+                "snakeflow.champion_version": decision.champion_version or "",
+                "snakeflow.champion_score": str(decision.champion_score),
             }
         )
         run.metrics(
             {f"{decision.metric}.{m}": v for m, v in decision.candidates.items() if v is not None}
         )
-        run.metrics({"registered": int(decision.registered)})
+        run.metrics({"registered": int(decision.registered), "promoted": int(decision.promoted)})
         run.artifact(snakemake.output.registration)
 
 

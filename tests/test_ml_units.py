@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from evaluate import compute_metrics
 from register import decide
 from snakeflow.errors import UserError
+from snakeflow.features import make_estimator, plan_features
+from snakeflow.metrics import compute_metrics
 from split import split_csv
 from support import flower_rows, to_csv
-from train import make_estimator, plan_features, train_model
+from train import train_model
 
 
 @pytest.fixture

@@ -69,7 +69,8 @@ def test_model_saved_locally_logged_by_the_plugin_found_and_registered(tmp_path,
 
     found = registry.logged_model(tmp_path / "model", wait=5)
     assert found.model_id == logged.model_id and found.source_run_id == run.info.run_id
-    version = registry.register(found.model_id, "flowers", "champion", {"snakeflow.model": "f"})
+    version = registry.register(found.model_id, "flowers", {"snakeflow.model": "f"})
+    registry.set_alias("flowers", "champion", version.version)
     assert version.run_id == run.info.run_id
     assert registry.champion_version("flowers", "champion").version == version.version
     assert registry.champion_version("flowers", "nobody") is None
@@ -105,3 +106,72 @@ def test_a_store_failure_is_not_no_champion(monkeypatch, tmp_path):
     MlflowClient(f"sqlite:///{db}").search_experiments()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
     assert registry.champion_version("titanic", "champion") is None
+
+
+def _logged(tmp_path, client, experiment_id, name, estimator, params, src):
+    pipeline, plan, features = train_model(
+        src,
+        name=name,
+        target="species",
+        estimator=estimator,
+        params=params,
+        drop=[],
+        infer_drop=True,
+        seed=1,
+    )
+    sig = models.signature(features, pipeline.predict(features.head(5)), plan.numeric, plan.used)
+    models.save(pipeline, features, tmp_path / name, sig)
+    run = client.create_run(experiment_id)
+    return plugin_jobs.Models(client).log(
+        experiment_id, run.info.run_id, str(tmp_path / name), name
+    )
+
+
+def test_champion_and_challenger(tmp_path, store):
+    """The first model passing the gate is champion; a later one is registered as challenger
+    and promoted only if it beats the champion by min_delta on the same test split."""
+    from types import SimpleNamespace
+
+    from register import Decision, promote
+
+    src, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    rows = flower_rows(300, seed=3)
+    src.write_bytes(to_csv(rows[:200]))
+    test.write_bytes(to_csv(rows[:1] + rows[200:]))
+    client = MlflowClient(store)
+    experiment_id = client.create_experiment("snakeflow")
+    dummy = "sklearn.dummy.DummyClassifier"
+    weak = _logged(tmp_path, client, experiment_id, "weak", dummy, {}, src)
+    good = _logged(
+        tmp_path, client, experiment_id, "good", "sklearn.linear_model.LogisticRegression", {}, src
+    )
+    weak2 = _logged(tmp_path, client, experiment_id, "weak2", dummy, {"strategy": "prior"}, src)
+    params = SimpleNamespace(challenger_alias="challenger", min_delta=0.05, target="species")
+
+    def decide(model, best, value):
+        decision = Decision("flowers", "champion", "accuracy", 0.0, {}, best, value, True)
+        promote(decision, model, params, test)
+        return decision
+
+    first = decide(weak, "weak", 0.34)
+    assert first.promoted and first.registered and first.version == "1"
+    assert registry.champion_version("flowers", "champion").version in (1, "1")
+
+    better = decide(good, "good", 0.9)  # the dummy scores about 1/3 on three classes
+    assert better.promoted and better.version == "2"
+    assert better.champion_version == "1" and better.champion_score < 0.5
+    assert "becomes champion" in better.reason
+    assert registry.champion_version("flowers", "challenger") is None
+
+    worse = decide(weak2, "weak2", 0.34)
+    assert not worse.promoted and worse.registered and worse.version == "3"
+    assert worse.champion_version == "2" and worse.champion_score > 0.8
+    assert registry.champion_version("flowers", "champion").version in (2, "2")
+    assert registry.champion_version("flowers", "challenger").version in (3, "3")
+    assert "stays challenger" in worse.reason and "same test split" in worse.reason
+
+    again = decide(weak2, "weak2", 0.34)  # the challenger again: not registered twice
+    assert not again.registered and again.version == "3"
+    same = decide(good, "good", 0.9)  # the champion again: nothing new
+    assert not same.registered and "already champion (version 2)" in same.reason
+    assert len(client.search_model_versions("name = 'flowers'")) == 3

@@ -8,6 +8,7 @@ predict reaches the tracking store (for the champion); the registry calls live i
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import warnings
 from pathlib import Path
@@ -70,7 +71,9 @@ def _seed_requirement_check() -> None:
         requirements_utils._MODULES_TO_PACKAGES = {mod: [pkg] for pkg, mod in PINNED.items()}
 
 
-def save(pipeline, frame: pd.DataFrame, dst: Path, sig: ModelSignature) -> None:
+def save(
+    pipeline, frame: pd.DataFrame, dst: Path, sig: ModelSignature, *, card: dict | None = None
+) -> None:
     """Save ``pipeline`` to ``dst`` in MLflow's model format; no tracking store is involved.
 
     Serialised with skops (no pickle); the types skops must trust are those of this
@@ -87,7 +90,14 @@ def save(pipeline, frame: pd.DataFrame, dst: Path, sig: ModelSignature) -> None:
         input_example=frame.head(5),
         skops_trusted_types=trusted,
         pip_requirements=requirements(),
+        metadata={
+            "numeric": [
+                c for c in frame.columns if c in (card or {}).get("features", {}).get("numeric", [])
+            ]
+        },
     )
+    if card is not None:
+        (Path(dst) / registry.CARD).write_text(json.dumps(card, indent=2, default=str) + "\n")
 
 
 def load_local(model_dir: str | os.PathLike[str]):

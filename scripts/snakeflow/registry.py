@@ -30,6 +30,7 @@ from .urls import redact
 # logged from (snakemake_logger_plugin_mlflow.channel.MODEL_UUID_TAG; a test keeps the two equal).
 MODEL_UUID_TAG = "snakeflow.model_uuid"
 STORE_ERRORS = (MlflowException, OSError, RequestException)
+CARD = "card.json"  # in a saved model's directory: what the model card of its versions says
 
 
 def client() -> MlflowClient:
@@ -118,15 +119,48 @@ def logged_model(model_dir: str | os.PathLike[str], *, wait: float = 120.0):
         raise store_error(exc) from exc
 
 
-def register(model_id: str, model_name: str, alias: str, tags: dict[str, str]):
-    """Register logged model ``model_id`` as a new version of ``model_name``; point ``alias``
-    at it."""
+def register(model_id: str, model_name: str, tags: dict[str, str]):
+    """Register logged model ``model_id`` as a new version of ``model_name``."""
     import mlflow
 
     try:
-        store = client()
-        version = mlflow.register_model(f"models:/{model_id}", model_name, tags=tags)
-        store.set_registered_model_alias(model_name, alias, version.version)
+        client()
+        return mlflow.register_model(f"models:/{model_id}", model_name, tags=tags)
     except STORE_ERRORS as exc:
         raise store_error(exc) from exc
-    return version
+
+
+def set_alias(model_name: str, alias: str, version: str | int) -> None:
+    try:
+        client().set_registered_model_alias(model_name, alias, str(version))
+    except STORE_ERRORS as exc:
+        raise store_error(exc) from exc
+
+
+def delete_alias(model_name: str, alias: str) -> None:
+    """Remove ``alias`` from ``model_name`` (nothing if no version holds it)."""
+    try:
+        client().delete_registered_model_alias(model_name, alias)
+    except MlflowException as exc:
+        if not _missing(exc):
+            raise store_error(exc) from exc
+    except (OSError, RequestException) as exc:
+        raise store_error(exc) from exc
+
+
+def describe(model_name: str, version: str | int, text: str, tags: dict[str, str]) -> None:
+    """Set the description (a model card) and tags of one version."""
+    try:
+        store = client()
+        store.update_model_version(model_name, str(version), description=text)
+        for key, value in tags.items():
+            store.set_model_version_tag(model_name, str(version), key, value)
+    except STORE_ERRORS as exc:
+        raise store_error(exc) from exc
+
+
+def describe_model(model_name: str, text: str) -> None:
+    try:
+        client().update_registered_model(model_name, description=text)
+    except STORE_ERRORS as exc:
+        raise store_error(exc) from exc

@@ -8,6 +8,7 @@ sklearn. Tracking itself is the logger plugin's (``snakemake_logger_plugin_mlflo
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from snakemake_logger_plugin_mlflow.channel import (
@@ -108,6 +109,95 @@ def model_setting(config: dict, key: str):
         return spec.get(key, {}) if key == "params" else spec[key]
 
     return setting
+
+
+def grid_points(config: dict, model: str) -> dict[str, dict]:
+    """The points of ``models.<model>.grid``: a stable id -> the point's parameter values.
+
+    An id is a digest of the point's values, so changing one value makes a new point (and a
+    new search job) while the others keep their ids and their finished jobs.
+    """
+    import hashlib
+    import itertools
+    import json
+
+    grid = config["models"][model].get("grid") or {}
+    keys = sorted(grid)
+    points = {}
+    for values in itertools.product(*(grid[k] for k in keys)):
+        point = dict(zip(keys, values, strict=True))
+        digest = hashlib.sha256(json.dumps(point, sort_keys=True).encode()).hexdigest()
+        points[f"p{digest[:10]}"] = point
+    return points
+
+
+def all_points(config: dict) -> list[str]:
+    """Every grid point id of every model (the ``point`` wildcard's values)."""
+    return sorted({p for m in config["models"] for p in grid_points(config, m)})
+
+
+def check_grids(config: dict) -> None:
+    """Stop at parse time, with one line naming the model and key, on a grid that cannot run:
+    a value that is not a list, an empty list, or more points than ``cv.max_points``."""
+    for name, spec in config["models"].items():
+        grid = spec.get("grid") or {}
+        for key, values in grid.items():
+            if not isinstance(values, list) or not values:
+                _stop(f"models.{name}.grid.{key}: give a non-empty list of values, e.g. [1, 2]")
+            if key in (spec.get("params") or {}):
+                _stop(f"models.{name}.grid.{key}: also fixed in models.{name}.params; keep one")
+        points = 1
+        for values in grid.values():
+            points *= len(values)
+        if points > config["cv"]["max_points"]:
+            _stop(
+                f"models.{name}.grid: {points} points, more than cv.max_points "
+                f"({config['cv']['max_points']}); shrink the grid or raise cv.max_points"
+            )
+
+
+def check_grid_params(config: dict) -> None:
+    """onstart: every grid parameter is one the estimator takes (imports the estimators, so
+    it runs only when jobs are about to run, not at parse time)."""
+    import importlib
+
+    for name, spec in config["models"].items():
+        grid = spec.get("grid") or {}
+        if not grid:
+            continue
+        module, _, cls = spec["estimator"].rpartition(".")
+        try:
+            accepted = getattr(importlib.import_module(module), cls)().get_params()
+        except Exception:  # an unknown estimator is reported by its train job
+            continue
+        for key in grid:
+            if key not in accepted:
+                _stop(f"models.{name}.grid.{key}: {cls} has no parameter '{key}'")
+
+
+def _stop(message: str) -> None:
+    print(f"snakeflow error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
+def point_setting(config: dict):
+    """Input function for a search job's params: the values of its grid point."""
+
+    def point(wildcards):
+        return grid_points(config, wildcards.model)[wildcards.point]
+
+    return point
+
+
+def search_results(config: dict, template: str):
+    """Input function for train: the CV results of every grid point of the model (none
+    for a model without a grid)."""
+
+    def results(wildcards):
+        points = grid_points(config, wildcards.model)
+        return [template.format(model=wildcards.model, point=p) for p in sorted(points)]
+
+    return results
 
 
 def model_name(config: dict) -> str:

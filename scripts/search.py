@@ -1,0 +1,119 @@
+"""search: score one grid point of one model by stratified k-fold CV on the train split."""
+
+import sys
+
+if __name__ == "__main__":
+    sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.model_selection import StratifiedKFold
+
+from snakeflow import record
+from snakeflow.errors import UserError, run_main
+from snakeflow.features import build_pipeline, make_estimator, plan_features, read_frame
+from snakeflow.fileio import atomic_path
+from snakeflow.metrics import compute_metrics
+
+
+def cross_validate(
+    train_csv: Path,
+    *,
+    name: str,
+    target: str,
+    estimator: str,
+    params: dict[str, Any],
+    point: dict[str, Any],
+    folds: int,
+    metric: str,
+    drop: list[str],
+    infer_drop: bool,
+    seed: int,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """Mean, standard deviation and per-fold values of ``metric`` for ``params | point``.
+
+    Stratified k-fold on ``train_csv`` (seeded, so every point of every model sees the same
+    folds); the preprocessing is fitted inside each fold. Raises UserError if the train
+    split is too small for ``folds`` folds or the estimator rejects the point.
+    """
+    features, labels = read_frame(train_csv, target)
+    smallest = labels.value_counts().min()
+    if smallest < folds:
+        raise UserError(
+            f"cv.folds: {folds} folds need at least {folds} rows of every class in the train "
+            f"split; the smallest class has {smallest}: lower cv.folds"
+        )
+    plan = plan_features(features.assign(**{target: labels}), target, drop, infer_drop)
+    settings = dict(params) | dict(point)
+    pipeline = build_pipeline(
+        plan, make_estimator(name, estimator, settings, seed=seed, threads=threads)
+    )
+    classes = sorted(labels.unique())
+    scores = []
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for fit_rows, val_rows in splitter.split(features, labels):
+        fitted = clone(pipeline)
+        try:
+            fitted.fit(features.iloc[fit_rows], labels.iloc[fit_rows])
+        except (ValueError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"models.{name}.grid: {point} fails: {first}") from exc
+        val = features.iloc[val_rows]
+        proba = fitted.predict_proba(val)
+        ordered = np.zeros((len(val), len(classes)))
+        for i, cls in enumerate(fitted.classes_):
+            ordered[:, classes.index(cls)] = proba[:, i]
+        values = compute_metrics(labels.iloc[val_rows], fitted.predict(val), ordered, classes)
+        scores.append(values[metric])
+    finite = [s for s in scores if not math.isnan(s)]
+    return {
+        "model": name,
+        "point": point,
+        "metric": metric,
+        "mean": statistics.fmean(finite) if finite else None,
+        "std": statistics.pstdev(finite) if len(finite) > 1 else 0.0,
+        "folds": scores,
+    }
+
+
+def main() -> None:
+    params = snakemake.params
+    with record.step(snakemake) as run:
+        src = Path(snakemake.input.csv)
+        run.input(src, name=params.dataset, context="train")
+        result = cross_validate(
+            src,
+            name=snakemake.wildcards.model,
+            target=params.target,
+            estimator=params.estimator,
+            params=params.model_params,
+            point=params.point,
+            folds=params.folds,
+            metric=params.metric,
+            drop=params.drop,
+            infer_drop=params.infer_drop,
+            seed=params.seed,
+            threads=snakemake.threads,
+        )
+        result["point_id"] = snakemake.wildcards.point
+        with atomic_path(snakemake.output.score) as tmp:
+            tmp.write_text(json.dumps(result, indent=2) + "\n")
+        run.tags({"snakeflow.model": result["model"], "snakeflow.point": result["point_id"]})
+        metrics = {f"cv.{params.metric}.fold{i}": v for i, v in enumerate(result["folds"])}
+        if result["mean"] is not None:
+            metrics |= {
+                f"cv.{params.metric}.mean": result["mean"],
+                f"cv.{params.metric}.std": result["std"],
+            }
+        run.metrics(metrics)
+
+
+if __name__ == "__main__":
+    run_main(main)
