@@ -14,7 +14,38 @@ from snakeflow.errors import UserError, run_main
 from snakeflow.fileio import atomic_path
 
 
-def predict_csv(pipeline, src: Path, dst: Path, *, target: str) -> int:
+def check_columns(text: pd.DataFrame, src: Path, *, required: list[str], numeric: list[str]):
+    """Stop with one line naming the column if ``text`` (the CSV read as text) lacks a column
+    the model's signature requires, or holds a value that is not a number in a numeric one."""
+    missing = [c for c in required if c not in text.columns]
+    if missing:
+        raise UserError(
+            f"{src}: column '{missing[0]}' is missing; the champion model's signature "
+            f"requires {', '.join(required)}"
+        )
+    for col in numeric:
+        if col not in text.columns:
+            continue
+        values = text[col].str.strip()
+        given = values.ne("") & ~values.isin(pd.io.parsers.readers.STR_NA_VALUES)
+        bad = given & pd.to_numeric(values.where(given), errors="coerce").isna()
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise UserError(
+                f"{src}: column '{col}' must hold numbers; line {row + 2} has "
+                f"'{text[col].iloc[row][:40]}'"
+            )
+
+
+def predict_csv(
+    pipeline,
+    src: Path,
+    dst: Path,
+    *,
+    target: str,
+    required: list[str] = (),
+    numeric: list[str] = (),
+) -> int:
     """Write ``src``'s columns (as in the file, without ``target``) plus ``prediction`` and
     one ``proba_<class>`` column per class to ``dst``. Returns the number of rows."""
     try:
@@ -23,6 +54,7 @@ def predict_csv(pipeline, src: Path, dst: Path, *, target: str) -> int:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise UserError(f"{src} is not a readable CSV file: {exc}") from exc
     text = text.drop(columns=[target], errors="ignore")
+    check_columns(text, src, required=list(required), numeric=list(numeric))
     features = typed.drop(columns=[target], errors="ignore")
     try:
         labels = pipeline.predict(features)
@@ -43,7 +75,15 @@ def main() -> None:
         uri, version, pipeline = models.load_champion(params.model_name, params.alias)
         src = Path(snakemake.input.csv)
         run.input(src, name=snakemake.params.dataset, context="predict")
-        rows = predict_csv(pipeline, src, Path(snakemake.output.predictions), target=params.target)
+        required, numeric = models.input_columns(uri)
+        rows = predict_csv(
+            pipeline,
+            src,
+            Path(snakemake.output.predictions),
+            target=params.target,
+            required=required,
+            numeric=numeric,
+        )
         run.tags({"snakeflow.model_uri": uri, "snakeflow.model_version": str(version.version)})
         run.metrics({"rows": rows})
 

@@ -106,6 +106,7 @@ def main() -> None:
         with atomic_path(snakemake.output.score) as tmp:
             tmp.write_text(json.dumps(result, indent=2) + "\n")
         run.tags({"snakeflow.model": result["model"], "snakeflow.point": result["point_id"]})
+        run.params({"point": params.point})
         metrics = {f"cv.{params.metric}.fold{i}": v for i, v in enumerate(result["folds"])}
         if result["mean"] is not None:
             metrics |= {

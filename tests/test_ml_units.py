@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -180,3 +181,15 @@ def test_decide_gate():
         [_result("a", roc_auc=None)], metric="roc_auc", threshold=0.1, model_name="t", alias="c"
     )
     assert not d.passed and d.best is None
+
+
+def test_predict_checks_its_input_against_the_signature():
+    from predict import check_columns
+
+    text = pd.DataFrame({"Age": ["22", "", "NA", " 3.5", "x"], "Sex": ["m", "f", "m", "f", "m"]})
+    src = Path("in.csv")
+    with pytest.raises(UserError, match=r"in\.csv: column 'Fare' is missing"):
+        check_columns(text, src, required=["Age", "Fare"], numeric=[])
+    with pytest.raises(UserError, match="column 'Age' must hold numbers; line 6 has 'x'"):
+        check_columns(text, src, required=["Age"], numeric=["Age"])
+    check_columns(text.iloc[:4], src, required=["Age", "Sex"], numeric=["Age"])  # nulls are fine

@@ -259,3 +259,67 @@ def test_bad_estimator_is_named(workflow, http_server):
         errors.pop()
     )
     assert not (workflow.path / "results/titanic/models/bad").exists()
+
+
+def test_grid_points_are_search_jobs_and_the_best_is_refit(workflow, http_server):
+    url = http_server.publish("pipe/grid.csv", to_csv(titanic_rows(300, seed=11)))
+    tree = {
+        "estimator": "sklearn.tree.DecisionTreeClassifier",
+        "params": {},
+        "grid": {"max_depth": [2, 4], "min_samples_leaf": [1, 5]},
+    }
+    workflow.configure(
+        data_url=url, models={"logreg": GRID["logreg"], "tree": tree}, cv={"folds": 3}
+    )
+    done = workflow.run("results/titanic/models/tree")
+    assert sorted(done.ran) == sorted(["download", "clean", "split", *["search"] * 4, "train"])
+
+    search = workflow.job_runs("search")
+    assert len(search) == 4 and {r.data.tags["snakeflow.model"] for r in search} == {"tree"}
+    scores = {}
+    for path in (workflow.path / "results/titanic/search/tree").glob("*.json"):
+        result = json.loads(path.read_text())
+        assert len(result["folds"]) == 3 and result["metric"] == "roc_auc"
+        scores[result["point_id"]] = result
+    (run,) = [r for r in search if r.data.tags["snakeflow.point"] == sorted(scores)[0]]
+    point = scores[sorted(scores)[0]]
+    assert run.data.params["point.max_depth"] == str(point["point"]["max_depth"])
+    assert run.data.metrics["cv.roc_auc.mean"] == pytest.approx(point["mean"])
+
+    # the best mean; a tie goes to the smaller std, then to the smaller point id
+    best = min(scores.values(), key=lambda r: (-r["mean"], r["std"], r["point_id"]))
+    (train,) = workflow.job_runs("train")
+    assert train.data.params["search.best_point"] == best["point_id"]
+    assert train.data.metrics["cv.roc_auc.mean"] == pytest.approx(best["mean"])
+    card = json.loads((workflow.path / "results/titanic/models/tree/card.json").read_text())
+    assert card["search"]["point_id"] == best["point_id"]
+    assert card["params"] == best["point"]
+
+    # a changed value: only its points run again; an added value: only the new points
+    tree["grid"]["max_depth"] = [2, 6]
+    workflow.configure(models={"logreg": GRID["logreg"], "tree": tree}, cv={"folds": 3})
+    assert workflow.run("-n", "results/titanic/models/tree").would_run == {"search": 2, "train": 1}
+    tree["grid"]["max_depth"] = [2, 4, 8]
+    workflow.configure(models={"logreg": GRID["logreg"], "tree": tree}, cv={"folds": 3})
+    assert workflow.run("-n", "results/titanic/models/tree").would_run == {"search": 2, "train": 1}
+    # a model without a grid has no search job
+    assert "search" not in workflow.run("-n", "results/titanic/models/logreg").would_run
+
+
+@pytest.mark.parametrize(
+    ("grid", "cv", "message"),
+    [
+        ({"max_depth": 3}, {}, "models.tree.grid.max_depth: give a non-empty list"),
+        ({"max_depth": []}, {}, "models.tree.grid.max_depth: give a non-empty list"),
+        ({"max_dept": [2, 3]}, {}, "models.tree.grid.max_dept: DecisionTreeClassifier has no"),
+        ({"max_depth": [1, 2], "min_samples_leaf": [1, 2]}, {"max_points": 3}, "4 points"),
+    ],
+)
+def test_bad_grids_fail_before_any_job(workflow, titanic_url, grid, cv, message):
+    tree = {"estimator": "sklearn.tree.DecisionTreeClassifier", "params": {}, "grid": grid}
+    workflow.configure(data_url=titanic_url, models={"tree": tree}, cv=cv)
+    result = workflow.run(check=False)
+    assert result.returncode != 0
+    lines = [x for x in result.output.splitlines() if x.startswith("snakeflow error:")]
+    assert len(lines) == 1 and message in lines[0], result.output[-2000:]
+    assert result.ran == [] and not (workflow.path / "data").exists()

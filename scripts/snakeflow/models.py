@@ -100,6 +100,18 @@ def save(
         (Path(dst) / registry.CARD).write_text(json.dumps(card, indent=2, default=str) + "\n")
 
 
+def input_columns(uri: str) -> tuple[list[str], list[str]]:
+    """The columns a model's signature requires, and those it reads as numbers."""
+    try:
+        registry.client()
+        info = mlflow.models.get_model_info(uri)
+    except registry.STORE_ERRORS as exc:
+        raise registry.store_error(exc) from exc
+    specs = info.signature.inputs.inputs if info.signature else []
+    required = [spec.name for spec in specs if spec.required]
+    return required, list((info.metadata or {}).get("numeric", []))
+
+
 def load_local(model_dir: str | os.PathLike[str]):
     """The fitted sklearn pipeline saved in ``model_dir``."""
     return mlflow.sklearn.load_model(str(model_dir))

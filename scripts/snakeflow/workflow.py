@@ -122,6 +122,8 @@ def grid_points(config: dict, model: str) -> dict[str, dict]:
     import json
 
     grid = config["models"][model].get("grid") or {}
+    if not grid:
+        return {}
     keys = sorted(grid)
     points = {}
     for values in itertools.product(*(grid[k] for k in keys)):

@@ -183,6 +183,21 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _log_on_parent(client, parent_id: str, inputs: list, outputs: list) -> None:
+    """The invocation's run lists the datasets its jobs read and the models they made."""
+    if not inputs and not outputs:
+        return
+    parent = client.get_run(parent_id)
+    have = {(i.dataset.name, i.dataset.digest) for i in parent.inputs.dataset_inputs}
+    new = [i for i in inputs if (i.dataset.name, i.dataset.digest) not in have]
+    if new:
+        client.log_inputs(parent_id, new)
+    have_models = {o.model_id for o in (parent.outputs.model_outputs if parent.outputs else [])}
+    new_models = [o for o in outputs if o.model_id not in have_models]
+    if new_models:
+        client.log_outputs(parent_id, new_models)
+
+
 def log_entry(client: MlflowClient, entry: Mapping[str, Any], models: Models) -> str:
     """Log one finished job to its run (found or created) and end it; return the run id."""
     run = open_run(client, entry)
@@ -198,6 +213,8 @@ def log_entry(client: MlflowClient, entry: Mapping[str, Any], models: Models) ->
     warnings = []
     names: dict[str, str] = {}
     others: list[tuple[str, Metric]] = []  # (run id, metric) for a model's training run
+    parent_inputs: list[DatasetInput] = []  # the invocation's run shows them too
+    parent_models: list[LoggedModelOutput] = []
 
     def metric(key, value, model_id=None):
         if key not in have_metrics:
@@ -230,6 +247,7 @@ def log_entry(client: MlflowClient, entry: Mapping[str, Any], models: Models) ->
                 }
                 if (dataset_input.dataset.digest, context) not in have:
                     client.log_inputs(run_id, [dataset_input])
+                parent_inputs.append(dataset_input)
                 if digest:
                     tags[f"input.{context}.sha256"] = digest
             elif "artifact" in line:
@@ -242,6 +260,7 @@ def log_entry(client: MlflowClient, entry: Mapping[str, Any], models: Models) ->
             elif "model" in line:
                 model = models.log(experiment_id, run_id, line["model"], line.get("name", "model"))
                 tags["snakeflow.model_id"] = model.model_id
+                parent_models.append(LoggedModelOutput(model.model_id, step=0))
             elif "status" in line:
                 status = line["status"]
                 if line.get("error"):
@@ -278,6 +297,7 @@ def log_entry(client: MlflowClient, entry: Mapping[str, Any], models: Models) ->
     for path in entry.get("benchmark", []):
         if Path(path).is_file():
             client.log_artifact(run_id, path, "benchmarks")
+    _log_on_parent(client, entry["parent"], parent_inputs, parent_models)
     client.log_batch(run_id, tags=[RunTag(LOGGED_TAG, "1")])
     client.set_terminated(run_id, status, end_time=entry.get("end_ms"))
     return run_id

@@ -23,6 +23,8 @@ from requests.exceptions import RequestException
 from .channel import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI, EXPERIMENT_ENV, TRACKING_URI_ENV
 
 MAX_PARAM = 6000
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 MAX_TAG = 5000
 STORE_ERRORS = (MlflowException, OSError, RequestException)
 
@@ -181,6 +183,9 @@ def connect(uri: str, name: str) -> tuple[MlflowClient, str]:
                     experiment_id = experiment.experiment_id
             else:
                 experiment_id = experiment.experiment_id
+            if experiment is None or EXPERIMENT_KIND_TAG not in experiment.tags:
+                # the UI opens it in the model-training view, not the GenAI one
+                client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
             return client, experiment_id
     except STORE_ERRORS as exc:
         raise error(exc, uri) from exc
