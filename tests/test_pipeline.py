@@ -27,7 +27,9 @@ def load_champion_in_fresh_process(workflow, name, csv_path, drop):
     code = (
         "import sys, mlflow, pandas as pd\n"
         f"model = mlflow.pyfunc.load_model('models:/{name}@champion')\n"
-        f"rows = pd.read_csv({str(csv_path)!r}).drop(columns=[{drop!r}])\n"
+        "schema = model.metadata.get_input_schema()\n"
+        "types = dict(zip(schema.input_names(), schema.pandas_types()))\n"
+        f"rows = pd.read_csv({str(csv_path)!r}, dtype=types).drop(columns=[{drop!r}])\n"
         "print('PRED', len(rows), sorted(set(map(str, model.predict(rows)))))\n"
     )
     proc = subprocess.run(
@@ -40,6 +42,46 @@ def load_champion_in_fresh_process(workflow, name, csv_path, drop):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout.split("PRED", 1)[1].strip()
+
+
+def serve_and_post(workflow, model_uri: str, csv_path) -> dict:
+    """`mlflow models serve` on loopback, as the README shows; POST CSV rows, return JSON."""
+    import os
+    import signal
+    import time
+    import urllib.request
+
+    from support import BIN, free_port
+
+    port = free_port()
+    server = subprocess.Popen(
+        [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local"]
+        + ["-h", "127.0.0.1", "-p", str(port)],
+        cwd=workflow.path,
+        env=workflow.env | {"PATH": f"{BIN}:{os.environ['PATH']}"},  # it runs uvicorn
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    rows = [r[:1] + r[2:] for r in read_csv(csv_path)]  # without the label (column 2)
+    body = to_csv(rows)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/invocations",
+                    data=body,
+                    headers={"Content-Type": "text/csv"},
+                )
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return json.loads(response.read())
+            except OSError:
+                assert time.time() < deadline and server.poll() is None, "serve did not answer"
+                time.sleep(0.5)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
 
 
 def test_titanic_grid_end_to_end(fresh_workflow, http_server):
@@ -120,6 +162,22 @@ def test_titanic_grid_end_to_end(fresh_workflow, http_server):
         wf, "titanic", wf.path / "data/raw/titanic.csv", "Survived"
     )
     assert out.startswith(f"{len(rows) - 1} ") and "'0'" in out and "'1'" in out
+
+    # served as MLflow serves any model: raw CSV rows in, predictions out
+    served = serve_and_post(wf, "models:/titanic@champion", wf.path / "data/split/titanic/test.csv")
+    assert len(served["predictions"]) == len(test_rows) - 1
+
+    # what an MLflow user sees: the training view, the invocation's datasets and models, the
+    # version's model card
+    experiment = wf.client().get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    full_parent = wf.client().get_run(parent.info.run_id)
+    assert {i.dataset.name for i in full_parent.inputs.dataset_inputs} == {"titanic"}
+    assert len(full_parent.outputs.model_outputs) == 4
+    version = wf.client().get_model_version("titanic", "1")
+    assert "# titanic:" in version.description and "Cross-validation" in version.description
+    assert "registered version 1 as champion" in version.description
+    assert wf.client().get_registered_model("titanic").description
 
     # the report has the metrics table and the plots
     report = wf.run("--report", "report.html")

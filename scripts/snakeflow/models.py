@@ -18,7 +18,7 @@ import mlflow.sklearn
 import pandas as pd
 import skops.io
 from mlflow.models import ModelSignature, infer_signature
-from mlflow.types.schema import AnyType, ColSpec, Schema
+from mlflow.types.schema import ColSpec, Schema
 
 from . import registry
 from .errors import UserError
@@ -28,18 +28,19 @@ __all__ = ["load_champion", "load_local", "save", "signature"]
 
 
 def signature(frame: pd.DataFrame, predictions, numeric: list[str], used: list[str]):
-    """Input schema of raw CSV rows: every column by name, numbers as Any, text as string.
+    """Input schema of raw CSV rows: every column by name, numbers as double, text as string.
 
-    Numeric columns accept ints and floats alike (pandas reads an integer column with a
-    missing value as float); columns the model does not use are optional.
+    Numbers are doubles: an integer column read with a missing value is float, and ints
+    convert to doubles safely, so both kinds of batch are accepted (also by ``mlflow models
+    serve``, which reads CSV with these types). Columns the model does not use are optional.
     """
-    with warnings.catch_warnings():  # the integer-column hint: numbers are Any below
+    with warnings.catch_warnings():  # the integer-column hint: numbers are doubles below
         warnings.simplefilter("ignore", UserWarning)
         outputs = infer_signature(frame.head(5), predictions).outputs
     specs = []
     for col in frame.columns:
-        kind = AnyType() if col in numeric or col not in used else "string"
-        specs.append(ColSpec(kind, col, required=col in used))
+        number = col in numeric or pd.api.types.is_numeric_dtype(frame[col])
+        specs.append(ColSpec("double" if number else "string", col, required=col in used))
     return ModelSignature(inputs=Schema(specs), outputs=outputs)
 
 
