@@ -32,6 +32,8 @@ SKIP = {
     ". .venv/bin/activate": "the commands below run with .venv/bin on PATH",
     "cd /path/to/": "tests/test_places.py runs the workflow from another directory",
     "/path/to/snakeflow/": "tests/test_places.py",
+    "apt-get install chromium": "a system package; tools/check_ui.py is run by hand",
+    ".venv/bin/python tools/check_ui.py": "needs Chromium (run by hand, see the README)",
 }
 
 
@@ -118,7 +120,34 @@ def test_every_readme_command_works_after_make_run_alone(fresh_clone):
     clone, env, http_server = fresh_clone
     iris = http_server.publish("readme/iris.csv", to_csv(flower_rows()))
     ran = []
-    for command in commands()[1:]:
+    servers: list[subprocess.Popen] = []
+    try:
+        _run_all(commands()[1:], clone, env, iris, ran, servers)
+    finally:
+        for server in servers:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(30)
+    assert any("--report" in c for c in ran) and any("EOF" in c for c in ran)
+    assert any("invocations" in c for c in ran)
+    assert (clone / "report.html").stat().st_size > 10_000
+    assert len(ran) >= 10
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    import socket
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert time.time() < deadline and proc.poll() is None, f"nothing on port {port}"
+            time.sleep(0.5)
+
+
+def _run_all(commands_, clone, env, iris, ran, servers) -> None:
+    for command in commands_:
         if any(command.startswith(prefix) for prefix in SKIP):
             continue
         if " ui " in command:  # a server: start it, see it answer, stop it
@@ -146,14 +175,26 @@ def test_every_readme_command_works_after_make_run_alone(fresh_clone):
                 ui.wait(30)
             ran.append(command)
             continue
+        if command.endswith("&"):  # a server in the background: up before the next command
+            port = int(re.search(r"(?:-p|--port) (\d+)", command).group(1))
+            servers.append(
+                subprocess.Popen(
+                    ["bash", "-c", command.rstrip("& ")],
+                    cwd=clone,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
+            _wait_for_port(port, servers[-1])
+            ran.append(command)
+            continue
         # no internet here: the README's example URL is served on loopback instead
         command = command.replace("https://example.org/iris.csv", iris)
         proc = _run(command, clone, env)
         assert proc.returncode == 0, f"{command}\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
         ran.append(command)
-    assert any("--report" in c for c in ran) and any("EOF" in c for c in ran)
-    assert (clone / "report.html").stat().st_size > 10_000
-    assert len(ran) >= 10
 
 
 def test_readme_python_snippets_work(fresh_clone):
