@@ -5,15 +5,17 @@ The helpers behind them are in ``tests/support``.
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
+import uuid
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from support.data import titanic_rows, to_csv
-from support.servers import DroppingServer, Server, _Handler
+from support.data import GRID, titanic_rows, to_csv
+from support.servers import DroppingServer, Server, TrackingServer, _Handler
 from support.workflow import Workflow, copy_workflow
 
 
@@ -69,4 +71,32 @@ def workflow(tmp_path, store_template) -> Workflow:
     """A workflow copy with an empty, already-migrated MLflow store."""
     wf = Workflow(copy_workflow(tmp_path / "wf"))
     shutil.copy2(store_template, wf.db)
+    return wf
+
+
+@pytest.fixture(scope="session")
+def cluster_server(tmp_path_factory):
+    """The team set-up the README recommends: an mlflow server on PostgreSQL
+    (``SNAKEFLOW_POSTGRES_URI``, started by tests/cluster/postgres.sh in CI)."""
+    backend = os.environ.get("SNAKEFLOW_POSTGRES_URI")
+    if not backend and (
+        os.environ.get("SNAKEFLOW_REQUIRE_SLURM") or os.environ.get("SNAKEFLOW_REQUIRE_SGE")
+    ):
+        pytest.fail("CI runs the cluster tests on PostgreSQL: SNAKEFLOW_POSTGRES_URI is unset")
+    srv = TrackingServer(tmp_path_factory.mktemp("tracking-server"), backend=backend)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def cluster_workflow(tmp_path, cluster_server, http_server):
+    """A workflow copy for the cluster tests: the shared tracking server, its own experiment
+    and registered model, four quick models."""
+
+    wf = Workflow(copy_workflow(tmp_path / "wf"))
+    wf.env["MLFLOW_TRACKING_URI"] = cluster_server.url
+    name = f"{tmp_path.name[:40]}-{uuid.uuid4().hex[:8]}"  # the server's store may be reused
+    wf.env["MLFLOW_EXPERIMENT_NAME"] = name  # one experiment per test
+    url = http_server.publish(f"slurm/{tmp_path.name}.csv", to_csv(titanic_rows(300, seed=7)))
+    wf.configure(data_url=url, models=GRID, register={"threshold": 0.5, "model_name": name})
     return wf

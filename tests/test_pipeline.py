@@ -54,9 +54,9 @@ def serve_and_post(workflow, model_uri: str, csv_path) -> dict:
     from support import BIN, free_port
 
     port = free_port()
+    serve = ["models", "serve", "-m", model_uri, "--env-manager", "local"]
     server = subprocess.Popen(
-        [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local"]
-        + ["-h", "127.0.0.1", "-p", str(port)],
+        [str(BIN / "mlflow"), *serve, "-h", "127.0.0.1", "-p", str(port)],
         cwd=workflow.path,
         env=workflow.env | {"PATH": f"{BIN}:{os.environ['PATH']}"},  # it runs uvicorn
         stdout=subprocess.DEVNULL,

@@ -35,6 +35,10 @@ class LogHandlerSettings(LogHandlerSettingsBase):
         default=None,
         metadata={"help": "MLflow experiment (default: MLFLOW_EXPERIMENT_NAME, else snakemake)"},
     )
+    cluster_id_tag: Optional[str] = field(  # noqa: UP045
+        default=None,
+        metadata={"help": "tag for a cluster job id (cluster-generic executor; e.g. sge.job_id)"},
+    )
     drain_timeout: int = field(
         default=120,
         metadata={"help": "seconds to wait at the end for a tracking store that does not answer"},
@@ -71,6 +75,7 @@ class LogHandler(LogHandlerBase):
             tracking_uri=getattr(settings, "tracking_uri", None),
             experiment=getattr(settings, "experiment", None),
             drain_timeout=float(getattr(settings, "drain_timeout", 120)),
+            cluster_id_tag=getattr(settings, "cluster_id_tag", None),
             dryrun=bool(getattr(self.common_settings, "dryrun", False)),
         )
         from snakemake.logging import logger

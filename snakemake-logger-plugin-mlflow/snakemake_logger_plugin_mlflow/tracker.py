@@ -90,7 +90,9 @@ class Tracker:
         experiment: str | None = None,
         drain_timeout: float = 120.0,
         dryrun: bool = False,
+        cluster_id_tag: str | None = None,
     ):
+        self.cluster_id_tag = cluster_id_tag or "cluster.job_id"
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.drain_timeout = drain_timeout
@@ -222,6 +224,7 @@ class Tracker:
     def _submitted(self, message: str) -> None:
         """Tag a job's run with the scheduler's id for it, from the executor's message."""
         for pattern, key in SUBMITTED:
+            key = self.cluster_id_tag if key == "cluster.job_id" else key
             found = pattern.search(message)
             if found and int(found.group(1)) in self.jobs:
                 job = self.jobs[int(found.group(1))]
