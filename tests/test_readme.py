@@ -32,6 +32,8 @@ SKIP = {
     ". .venv/bin/activate": "the commands below run with .venv/bin on PATH",
     "cd /path/to/": "tests/test_places.py runs the workflow from another directory",
     "/path/to/snakeflow/": "tests/test_places.py",
+    ".venv/bin/pip install -r requirements-cluster.txt": "the cluster tests' venv has it",
+    "snakemake --profile profiles/sge": "tests/test_sge.py runs the pipeline on Grid Engine",
     "apt-get install chromium": "a system package; tools/check_ui.py is run by hand",
     ".venv/bin/python tools/check_ui.py": "needs Chromium (run by hand, see the README)",
 }
