@@ -34,7 +34,7 @@ def test_atomic_path_leaves_nothing_on_error(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_atomic_path_replaces_a_directory_and_digests_it(tmp_path):
+def test_atomic_path_replaces_a_directory(tmp_path):
     dst = tmp_path / "model"
     for text in ("old", "new"):
         with atomic_path(dst) as tmp:
@@ -42,4 +42,4 @@ def test_atomic_path_replaces_a_directory_and_digests_it(tmp_path):
             (tmp / "MLmodel").write_text(text)
     assert (dst / "MLmodel").read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
-    assert sha256_file(dst) != sha256_file(dst / "MLmodel")
+    assert sha256_file(dst / "MLmodel") == hashlib.sha256(b"new").hexdigest()

@@ -53,19 +53,10 @@ def atomic_path(dst: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file's bytes, or of a directory's files (relative names and contents)."""
-    path = Path(path)
-    if path.is_dir():
-        digest = hashlib.sha256()
-        for child in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(child.relative_to(path).as_posix().encode() + b"\0")
-            digest.update(sha256_file(child).encode())
-        return digest.hexdigest()
-    digest = hashlib.sha256()
+    """Hex sha256 of a file's bytes. (The digests of outputs, directories included, are the
+    logger plugin's: ``snakemake_logger_plugin_mlflow.jobs.sha256_path``.)"""
     with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 class BackgroundSha256:
