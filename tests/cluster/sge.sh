@@ -38,8 +38,21 @@ pid_of() {  # the pid a daemon wrote, if it still runs
   [ -s "$file" ] && kill -0 "$(cat "$file")" 2>/dev/null && cat "$file"
 }
 
-QMASTER_PID=$SGE_ROOT/$SGE_CELL/spool/qmaster/qmaster.pid
-EXECD_PID=$SGE_ROOT/$SGE_CELL/spool/$HOST/execd.pid
+
+spool_dir() {  # where the daemons keep their pid files (the packages' bootstrap file says)
+  awk -v key="$1" '$1 == key {print $2}' "$COMMON/bootstrap" 2>/dev/null
+}
+
+qmaster_pid() { pid_of "$(spool_dir qmaster_spool_dir)/qmaster.pid"; }
+execd_pid() {  # under the host's alias (localhost)
+  local file
+  local dir
+  dir=$(qconf -sconf global 2>/dev/null | awk '$1 == "execd_spool_dir" {print $2}')
+  for file in "${dir:-/var/spool/gridengine/execd}"/*/execd.pid; do
+    pid_of "$file" && return 0
+  done
+  return 1
+}
 
 configure() {
   mkdir -p "$DIR"
@@ -137,12 +150,12 @@ start() {
   install_packages
   grep -qx "$HOST localhost" "$COMMON/host_aliases" 2>/dev/null \
     || echo "$HOST localhost" >> "$COMMON/host_aliases"
-  if [ -z "$(pid_of "$QMASTER_PID")" ]; then
+  if [ -z "$(qmaster_pid || true)" ]; then
     /usr/sbin/sge_qmaster
     for _ in $(seq 100); do qstat >/dev/null 2>&1 && break; sleep 0.2; done
   fi
   configure
-  if [ -z "$(pid_of "$EXECD_PID")" ]; then
+  if [ -z "$(execd_pid || true)" ]; then
     /usr/sbin/sge_execd  # reads min_uid at start: after configure
   fi
   qmod -cq all.q >/dev/null 2>&1 || true
@@ -161,8 +174,7 @@ start() {
 
 stop() {
   local pid
-  for file in "$EXECD_PID" "$QMASTER_PID"; do
-    pid=$(pid_of "$file" || true)
+  for pid in "$(execd_pid || true)" "$(qmaster_pid || true)"; do
     if [ -n "$pid" ]; then
       kill "$pid" 2>/dev/null || true
       for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
