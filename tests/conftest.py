@@ -9,20 +9,19 @@ import os
 import shutil
 import threading
 import uuid
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from support.data import GRID, titanic_rows, to_csv
-from support.servers import DroppingServer, Server, TrackingServer, _Handler
+from support.servers import DroppingServer, QuietHTTPServer, Server, TrackingServer, _Handler
 from support.workflow import Workflow, copy_workflow
 
 
 @pytest.fixture(scope="session")
 def http_server(tmp_path_factory) -> Server:
     root = tmp_path_factory.mktemp("www")
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd = QuietHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.daemon_threads = True
     httpd.root, httpd.lock, httpd.counts, httpd.requests = root, threading.Lock(), {}, []
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)

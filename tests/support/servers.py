@@ -97,6 +97,17 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(404, b"unknown")
 
 
+class QuietHTTPServer(ThreadingHTTPServer):
+    """The loopback file server: a client that drops its connection (as the retry tests do)
+    is not an error worth a traceback on the test output."""
+
+    def handle_error(self, request, client_address):
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 @dataclass
 class Server:
     url: str
