@@ -1,0 +1,201 @@
+"""The benchmark's results as text: the summary table and BENCHMARKS.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ANALYSIS = Path(__file__).resolve().parent / "analysis.md"
+
+
+def _status(value: float, limit: float, below: bool = True) -> str:
+    return "met" if (value <= limit if below else value >= limit) else "missed"
+
+
+def _range(values: list[float], fmt: str = "{:.2f}") -> str:
+    return f"{fmt.format(min(values))}–{fmt.format(max(values))}"
+
+
+def rows(results: dict) -> list[tuple[str, str, str, str, str]]:
+    """(measure, value, result, target, met or missed) for every measure in ``results``."""
+    j, o, n = results["jobs"], results["vs_old"], results["noop"]
+    m = results["vs_mlflow_projects"]
+    worst = max(j["steps"], key=lambda s: j["steps"][s]["overhead_s"])
+    out = [
+        (
+            f"full pipeline, --cores 2: today vs {o['old_commit']} (old design)",
+            f"{o['new_s']['median']:.1f} s / {o['old_s']['median']:.1f} s",
+            f"{o['ratio']:.2f}x (runs {_range(o['ratio_per_rep'])})",
+            "<= 0.5x",
+            _status(o["ratio"], 0.5),
+        ),
+        (
+            "download+clean vs MLflow Projects",
+            f"{m['snakeflow_download_clean_s']['median']:.2f} s / "
+            f"{m['mlflow_projects_s']['median']:.2f} s",
+            f"{m['ratio']:.2f}x (runs {_range(m['ratio_per_rep'])})",
+            "<= 0.5x",
+            _status(m["ratio"], 0.5),
+        ),
+        (
+            "per-job overhead beyond imports and work",
+            f"mean of 7 steps; worst {worst} {j['steps'][worst]['overhead_s']:.2f} s",
+            f"{j['mean_overhead_s']:.2f} s",
+            "< 0.5 s",
+            _status(j["mean_overhead_s"], 0.5),
+        ),
+        (
+            "no-op snakemake vs trivial Snakefile",
+            f"{n['snakeflow_s']['median']:.2f} s / {n['trivial_s']['median']:.2f} s",
+            f"{n['ratio']:.2f}x",
+            "<= 1.2x",
+            _status(n["ratio"], 1.2),
+        ),
+    ]
+    for sc in results.get("scale", []):
+        label = f"{sc['rows'] // 1_000_000} M rows ({sc['mb']:.0f} MB)"
+        peak = max(sc["download_peak_rss_mb"], sc["clean_peak_rss_mb"])
+        out += [
+            (
+                f"download {label} vs curl",
+                f"{sc['download_s']:.2f} s / {sc['curl_s']:.2f} s",
+                f"{sc['download_vs_curl']:.2f}x",
+                "<= 1.2x",
+                _status(sc["download_vs_curl"], 1.2),
+            ),
+            (
+                f"clean {label} vs pyarrow",
+                f"{sc['clean_s']:.2f} s / {sc['pyarrow_clean_s']:.2f} s",
+                f"{sc['clean_vs_pyarrow']:.2f}x",
+                "<= 1.5x",
+                _status(sc["clean_vs_pyarrow"], 1.5),
+            ),
+            (
+                f"peak RSS download / clean, {label}",
+                f"{sc['download_peak_rss_mb']} MB / {sc['clean_peak_rss_mb']} MB",
+                "",
+                "< 512 MB, flat",
+                _status(peak, 511),
+            ),
+        ]
+    g = results["grid"]
+    expected = ["evaluate", "predict", "register", "train"]
+    out += [
+        (
+            "grid of 8 (train+evaluate): --cores 1 / 2",
+            f"{g['grid8_cores1_s']:.1f} s / {g['grid8_cores2_s']:.1f} s",
+            f"{g['grid_speedup']:.2f}x",
+            ">= 1.7x",
+            _status(g["grid_speedup"], 1.7, below=False),
+        ),
+        (
+            "one model changed: jobs that ran",
+            ", ".join(g["incremental_jobs"]),
+            f"{g['incremental_vs_full']:.2f} of full",
+            "train, evaluate (1 model), register, predict",
+            "met" if g["incremental_jobs"] == expected else "missed",
+        ),
+    ]
+    return out
+
+
+def markdown_table(head: tuple[str, ...], body: list[tuple]) -> str:
+    widths = [max(len(str(r[i])) for r in [head, *body]) for i in range(len(head))]
+    fmt = "| " + " | ".join(f"{{:<{w}}}" for w in widths) + " |"
+    lines = [fmt.format(*head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    return "\n".join([*lines, *(fmt.format(*map(str, r)) for r in body)])
+
+
+def table(results: dict) -> str:
+    return markdown_table(("measure", "value", "result", "target", "status"), rows(results))
+
+
+def _s(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def step_table(results: dict) -> str:
+    j = results["jobs"]
+    body = [
+        (
+            step,
+            s["jobs"],
+            _s(s["job_wall_s"]),
+            _s(s["benchmark_wall_s"]),
+            _s(s["imports_s"]),
+            _s(s["work_s"]),
+            f"**{s['overhead_s']:.2f}**",
+            _s(s["overhead_benchmark_s"]),
+            _s(s.get("process_start_exit_s")),
+        )
+        for step, s in j["steps"].items()
+    ]
+    body.append(
+        (
+            "mean of the steps",
+            "",
+            "",
+            "",
+            "",
+            "",
+            f"**{j['mean_overhead_s']:.2f}**",
+            _s(j["mean_overhead_benchmark_s"]),
+            "",
+        )
+    )
+    head = (
+        "step",
+        "jobs",
+        "job wall (run)",
+        "job wall (benchmark file)",
+        "imports",
+        "work",
+        "overhead",
+        "overhead (benchmark file)",
+        "process start+exit",
+    )
+    return markdown_table(head, body)
+
+
+def old_new_table(results: dict) -> str:
+    walls = results["vs_old"]["job_wall_by_step_s"]
+    rules = sorted(set(walls["old"]) | set(walls["new"]))
+    body = [(rule, _s(walls["old"].get(rule)), _s(walls["new"].get(rule))) for rule in rules]
+    return markdown_table(("step", f"{results['vs_old']['old_commit']}", "today"), body)
+
+
+def write_markdown(results: dict, path: str) -> None:
+    """BENCHMARKS.md: the table, the per-step costs and the hand-written bench/analysis.md."""
+    j, o = results["jobs"], results["vs_old"]
+    samples = ", ".join(
+        f"{n:.1f}/{d:.1f}" for n, d in zip(o["new_s"]["samples"], o["old_s"]["samples"])
+    )
+    Path(path).write_text(
+        f"# Benchmarks\n\n"
+        f"Latest run: {results['date']} on {results['machine']}, measuring "
+        f"`{results['measured']}` ({results['seconds'] / 60:.1f} min; `make bench`; load "
+        f"average {results['load_before']:.1f} before, {results['load_after']:.1f} after). "
+        f"Medians of alternating runs, with the range of the per-run ratios; ratios matter, "
+        f"seconds vary with the machine's load.\n\n"
+        f"{table(results)}\n\n"
+        f"## Per-job overhead, by step\n\n"
+        f"The full pipeline on `--cores 1` ({j['jobs']} jobs, {j['pipeline_s']:.1f} s). "
+        f"Seconds per job. **overhead = job wall - imports - work**, where *job wall* is the "
+        f"job's MLflow run, from Snakemake's job_info to job_finished (the benchmark file, "
+        f"the job's process alone, beside it); *imports* is the time the step's third-party "
+        f"libraries take to import in a fresh process (`bench/programs/step_imports.py`, "
+        f"mean of one measure just before and one just after the run); *work* is the "
+        f"step's typed functions called in one process (`bench/programs/step_work.py`), "
+        f"per job.\n\n"
+        f"{step_table(results)}\n\n"
+        f"*process start+exit*: the wall time of the fresh process that imports the step's "
+        f"libraries, less that import time: starting the interpreter and, mostly, ending a "
+        f"process that holds those libraries (a bare one: "
+        f"{j.get('bare_process_start_exit_s', 0):.2f} s). Of the overhead, the job script's "
+        f"Snakemake preamble (unpickling the `snakemake` object imports "
+        f"`snakemake.iocontainers`) takes {j['job_preamble_imports_s']:.2f} s to import.\n\n"
+        f"## Today against {o['old_commit']}, full pipeline on `--cores 2`\n\n"
+        f"Seconds of each alternating pair (today/old): {samples}. Mean job wall by step "
+        f"(benchmark files, both designs, all repetitions):\n\n"
+        f"{old_new_table(results)}\n\n"
+        f"Raw numbers: `bench/results.json`.\n\n{ANALYSIS.read_text()}"
+    )
