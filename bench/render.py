@@ -24,7 +24,7 @@ def rows(results: dict) -> list[tuple[str, str, str, str, str]]:
         (
             f"full pipeline, --cores 2: today vs {o['old_commit']} (old design)",
             f"{o['new_s']['median']:.1f} s / {o['old_s']['median']:.1f} s",
-            f"{o['ratio']:.2f}x (runs {_range(o['ratio_per_rep'])})",
+            f"{o['ratio']:.2f}x (reps {_range(o['ratio_per_rep'])})",
             "<= 0.5x",
             _status(o["ratio"], 0.5),
         ),
@@ -32,7 +32,7 @@ def rows(results: dict) -> list[tuple[str, str, str, str, str]]:
             "download+clean vs MLflow Projects",
             f"{m['snakeflow_download_clean_s']['median']:.2f} s / "
             f"{m['mlflow_projects_s']['median']:.2f} s",
-            f"{m['ratio']:.2f}x (runs {_range(m['ratio_per_rep'])})",
+            f"{m['ratio']:.2f}x (reps {_range(m['ratio_per_rep'])})",
             "<= 0.5x",
             _status(m["ratio"], 0.5),
         ),
@@ -163,6 +163,18 @@ def old_new_table(results: dict) -> str:
     return markdown_table(("step", f"{results['vs_old']['old_commit']}", "today"), body)
 
 
+def _timeline(section: dict, name: str) -> str:
+    """Where a snakeflow run's time went, from the plugin's MLflow runs (means)."""
+    t = section.get(f"{name}_timeline_s")
+    if not t:
+        return ""
+    return (
+        f"{t['to_parent_run_s']:.2f} s until the parent run exists, "
+        f"{t['parent_run_to_first_job_s']:.2f} s more until the first job starts, "
+        f"{t['jobs_s']:.2f} s of jobs, {t['after_last_job_s']:.2f} s after the last job ends."
+    )
+
+
 def write_markdown(results: dict, path: str) -> None:
     """BENCHMARKS.md: the table, the per-step costs and the hand-written bench/analysis.md."""
     j, o = results["jobs"], results["vs_old"]
@@ -174,8 +186,8 @@ def write_markdown(results: dict, path: str) -> None:
         f"Latest run: {results['date']} on {results['machine']}, measuring "
         f"`{results['measured']}` ({results['seconds'] / 60:.1f} min; `make bench`; load "
         f"average {results['load_before']:.1f} before, {results['load_after']:.1f} after). "
-        f"Medians of alternating runs, with the range of the per-run ratios; ratios matter, "
-        f"seconds vary with the machine's load.\n\n"
+        f"Medians of alternating runs (reps: the range of the per-repetition ratios); "
+        f"ratios matter, seconds vary with the machine's load.\n\n"
         f"{table(results)}\n\n"
         f"## Per-job overhead, by step\n\n"
         f"The full pipeline on `--cores 1` ({j['jobs']} jobs, {j['pipeline_s']:.1f} s). "
@@ -194,8 +206,11 @@ def write_markdown(results: dict, path: str) -> None:
         f"Snakemake preamble (unpickling the `snakemake` object imports "
         f"`snakemake.iocontainers`) takes {j['job_preamble_imports_s']:.2f} s to import.\n\n"
         f"## Today against {o['old_commit']}, full pipeline on `--cores 2`\n\n"
-        f"Seconds of each alternating pair (today/old): {samples}. Mean job wall by step "
-        f"(benchmark files, both designs, all repetitions):\n\n"
+        f"Seconds of each alternating pair (today/old): {samples}. Where today's run goes "
+        f"(means, from the times of the plugin's MLflow runs): {_timeline(o, 'new')} Mean "
+        f"job wall by step (benchmark files, both designs, all repetitions):\n\n"
         f"{old_new_table(results)}\n\n"
+        f"Where snakeflow's download + clean goes, against MLflow Projects (means): "
+        f"{_timeline(results['vs_mlflow_projects'], 'snakeflow')}\n\n"
         f"Raw numbers: `bench/results.json`.\n\n{ANALYSIS.read_text()}"
     )

@@ -259,8 +259,9 @@ def bench_scale(tmp: Path, designs: Designs, server: Server, www: Path, rows: in
     url = f"{server.url}/{name}"
     scripts = designs.new / "scripts"
     res = {"rows": rows, "mb": size / 1e6}
+    reps = 5 if rows <= 1_000_000 else 2  # a 1 M-row step takes 0.1-0.5 s: take more
     dl, ours, curl = tmp / "dl.csv", [], []
-    for _ in range(3 if rows <= 1_000_000 else 2):
+    for _ in range(reps):
         ours.append(work(python("our_download.py", url, dl, scripts)))
         curl.append(timed(["curl", "-sSf", "-o", str(tmp / "curl.csv"), url])[0])
     res |= {
@@ -271,7 +272,7 @@ def bench_scale(tmp: Path, designs: Designs, server: Server, www: Path, rows: in
     }
     res["download_vs_curl"] = res["download_s"] / res["curl_s"]
     cleans, arrows = [], []
-    for _ in range(2):
+    for _ in range(reps):
         cleans.append(work(python("our_clean.py", dl, tmp / "c.csv", scripts)))
         arrows.append(work(python("pyarrow_clean.py", dl, tmp / "a.csv")))
     res |= {

@@ -17,13 +17,14 @@ import importlib
 import sys
 import time
 
-# What the steps import on first use, not when their script is imported: clean's numpy and
-# pyarrow (inside its functions), train's estimators (imported by name from the config),
-# the sklearn modules of a pipeline that evaluate and predict load, what scikit-learn and
-# pandas load for a DataFrame and MLflow for saving a model, matplotlib's Agg backend and
-# PIL's image plugins, MLflow's SQL stores (SQLAlchemy, alembic, OpenTelemetry) in the
-# steps that reach the tracking store. step_work.py reports what a step's work still
-# imported (``imported_by_work`` in bench/results.json): it belongs here.
+# What the steps import on first use, not when their script is imported: clean's numpy,
+# pyarrow and (through pyarrow) pandas, inside its functions; train's estimators (imported
+# by name from the config); the sklearn modules of a pipeline that evaluate and predict
+# load; what scikit-learn and pandas load for a DataFrame and MLflow for saving a model;
+# matplotlib's Agg backend and PIL's image plugins; MLflow's SQL stores (SQLAlchemy,
+# alembic, OpenTelemetry) in the steps that reach the tracking store. step_work.py reports
+# what a step's work still imported (``imported_by_work`` in bench/results.json): it
+# belongs here.
 SKLEARN_MODELS = ["sklearn.linear_model", "sklearn.ensemble"]
 DATAFRAMES = [
     "pyarrow.pandas_compat",
@@ -56,7 +57,8 @@ PLOTS = [
 LAZY = {
     "preamble": ["snakemake.iocontainers"],
     "download": [],
-    "clean": ["numpy", "pyarrow", "pyarrow.csv", "pyarrow.compute"],
+    # pandas too: pyarrow converts clean's kept-rows mask to numpy through its pandas shim
+    "clean": ["numpy", "pyarrow", "pyarrow.csv", "pyarrow.compute", "pandas"],
     "split": [],
     "train": [
         *SKLEARN_MODELS,
