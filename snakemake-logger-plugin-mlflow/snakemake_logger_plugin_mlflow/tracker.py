@@ -221,6 +221,16 @@ class Tracker:
         if job["output"] or job["log"]:
             self.queue.put(("start", job))
 
+    def _context(self) -> dict[str, Any]:
+        """What every job entry of this invocation shares."""
+        return {
+            "parent": self.parent,
+            "experiment_id": self.experiment_id,
+            "snakefile": str(self.header.get("snakefile") or ""),
+            "commit": self.commit,
+            "host": socket.gethostname(),
+        }
+
     def _submitted(self, message: str) -> None:
         """Tag a job's run with the scheduler's id for it, from the executor's message."""
         for pattern, key in SUBMITTED:
@@ -237,21 +247,20 @@ class Tracker:
             return
         if not job["output"] and not job["log"]:  # a target rule such as `all`: no run
             return
-        entry = job | {
-            "status": status,
-            "end_ms": _now_ms(),
-            "parent": self.parent,
-            "experiment_id": self.experiment_id,
-            "snakefile": str(self.header.get("snakefile") or ""),
-            "commit": self.commit,
-            "host": socket.gethostname(),
-            "record": [
-                line
-                for path in job["log"]
-                if path.endswith(RECORD_SUFFIX)
-                for line in spool.read_record(path)
-            ],
-        }
+        entry = (
+            job
+            | self._context()
+            | {
+                "status": status,
+                "end_ms": _now_ms(),
+                "record": [
+                    line
+                    for path in job["log"]
+                    if path.endswith(RECORD_SUFFIX)
+                    for line in spool.read_record(path)
+                ],
+            }
+        )
         source = [line["source"] for line in entry["record"] if "source" in _as_dict(line)]
         if source:
             entry["source"] = str(source[-1])
@@ -313,17 +322,7 @@ class Tracker:
         kind = item[0]
         if kind == "start":
             job = item[1]
-            jobs.open_run(
-                client,
-                job
-                | {
-                    "parent": self.parent,
-                    "experiment_id": self.experiment_id,
-                    "snakefile": str(self.header.get("snakefile") or ""),
-                    "commit": self.commit,
-                    "host": socket.gethostname(),
-                },
-            )
+            jobs.open_run(client, job | self._context())
         elif kind == "tag":
             run = jobs.find_run(client, self.experiment_id, item[1])
             if run is not None:
