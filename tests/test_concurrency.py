@@ -32,8 +32,8 @@ def test_concurrent_invocations_on_a_fresh_store(tmp_path, http_server):
     failed = [out[-3000:] for p, out in zip(procs, outputs) if p.returncode != 0]
     assert not failed, failed[0]
     runs = workflows[0].runs()
-    parents = [r for r in runs if r.data.tags["snakeflow.kind"] == "invocation"]
-    jobs = [r for r in runs if r.data.tags["snakeflow.kind"] == "job"]
+    parents = [r for r in runs if r.data.tags["snakemake.kind"] == "invocation"]
+    jobs = [r for r in runs if r.data.tags["snakemake.kind"] == "job"]
     assert len(parents) == N and len(jobs) == 2 * N
     assert all(r.info.status == "FINISHED" for r in runs)
     assert {j.data.tags["mlflow.parentRunId"] for j in jobs} == {p.info.run_id for p in parents}

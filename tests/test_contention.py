@@ -33,9 +33,9 @@ def test_grid_of_20_models_loses_nothing(fresh_workflow, http_server, tmp_path, 
         assert len(result.ran) == 3 + 40 + 2
 
         runs = wf.runs()
-        jobs = [r for r in runs if r.data.tags["snakeflow.kind"] == "job"]
+        jobs = [r for r in runs if r.data.tags["snakemake.kind"] == "job"]
         assert len(jobs) == 45 and all(r.info.status == "FINISHED" for r in jobs)
-        assert len([r for r in runs if r.data.tags["snakeflow.kind"] == "invocation"]) == 1
+        assert len([r for r in runs if r.data.tags["snakemake.kind"] == "invocation"]) == 1
         client = wf.client()
         evaluations = [r for r in jobs if r.data.tags["snakemake.rule"] == "evaluate"]
         trainings = [r for r in jobs if r.data.tags["snakemake.rule"] == "train"]

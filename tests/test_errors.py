@@ -45,8 +45,8 @@ def test_bad_download_fails_with_one_line(workflow, http_server, path, message):
     assert _files(workflow) == []
     runs = workflow.job_runs("download")
     assert runs and all(r.info.status == "FAILED" for r in runs)
-    assert re.search(message, runs[0].data.tags["snakeflow.error"])
-    (parent,) = workflow.runs("tags.`snakeflow.kind` = 'invocation'")
+    assert re.search(message, runs[0].data.tags["snakemake.error"])
+    (parent,) = workflow.runs("tags.`snakemake.kind` = 'invocation'")
     assert parent.info.status == "FAILED"
 
 

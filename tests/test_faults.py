@@ -22,8 +22,11 @@ STEPS = ["download", "clean", "split", "train", "evaluate", "register", "predict
 HOLD = ROOT / "tests" / "support" / "hold"  # sitecustomize: hold a job inside its write
 
 
-def _error_lines(output: str) -> list[str]:
-    return [line for line in output.splitlines() if line.startswith("snakeflow error:")]
+def _error_lines(output: str, prefix: str = "snakeflow error:") -> list[str]:
+    return [line for line in output.splitlines() if line.startswith(prefix)]
+
+
+PLUGIN_ERROR = "mlflow logger: error:"  # the logger plugin's own one-line errors
 
 
 def _data_files(wf) -> list[str]:
@@ -91,7 +94,7 @@ def test_unreachable_tracking_server_fails_before_any_job(workflow, titanic_url)
     workflow.env |= {"MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
     result = workflow.run("clean", "--config", f"data_url={titanic_url}", check=False)
     assert result.returncode != 0
-    (line,) = _error_lines(result.output)
+    (line,) = _error_lines(result.output, PLUGIN_ERROR)
     assert f"MLflow tracking store {uri} is not usable" in line
     assert "Traceback" not in result.output
     assert result.ran == [] and _data_files(workflow) == []
@@ -103,7 +106,7 @@ def test_read_only_store_fails_before_any_job(workflow, titanic_url):
     workflow.env["MLFLOW_TRACKING_URI"] = f"sqlite:///file:{workflow.db}?mode=ro&uri=true"
     result = workflow.run("clean", "--config", f"data_url={titanic_url}", check=False)
     assert result.returncode != 0
-    (line,) = _error_lines(result.output)
+    (line,) = _error_lines(result.output, PLUGIN_ERROR)
     assert "is not usable: the database is read-only" in line, result.output
     assert result.ran == [] and not (workflow.path / "data/clean/titanic.csv").exists()
 
@@ -136,8 +139,8 @@ def test_kill_9_inside_every_write_then_rerun_completes(tmp_path, workflow, http
     assert workflow.runs("attributes.status = 'RUNNING'") == []
     killed = workflow.runs("attributes.status = 'KILLED'")
     assert {r.data.tags.get("snakemake.rule") for r in killed} >= set(STEPS)
-    assert all("snakeflow.killed" in r.data.tags for r in killed)
-    assert len([r for r in killed if r.data.tags["snakeflow.kind"] == "invocation"]) == 7
+    assert all("snakemake.killed" in r.data.tags for r in killed)
+    assert len([r for r in killed if r.data.tags["snakemake.kind"] == "invocation"]) == 7
 
 
 def test_killed_job_process_fails_its_run_and_rerun_finishes(tmp_path, workflow, titanic_url):
@@ -151,8 +154,8 @@ def test_killed_job_process_fails_its_run_and_rerun_finishes(tmp_path, workflow,
     assert proc.returncode != 0, output
     (run,) = workflow.job_runs("clean")
     assert run.info.status == "FAILED"
-    assert "the job failed" in run.data.tags["snakeflow.error"]
-    (parent,) = workflow.runs("tags.`snakeflow.kind` = 'invocation'")
+    assert "the job failed" in run.data.tags["snakemake.error"]
+    (parent,) = workflow.runs("tags.`snakemake.kind` = 'invocation'")
     assert parent.info.status == "FAILED"
     assert "data/clean/titanic.csv" not in _visible(_data_files(workflow))
     assert workflow.run("clean", "--config", f"data_url={titanic_url}").ran == ["clean"]
@@ -171,7 +174,7 @@ def test_sigterm_ends_the_jobs_run_killed(tmp_path, workflow, titanic_url):
     assert proc.returncode != 0, output
     (run,) = workflow.job_runs("clean")
     assert run.info.status == "KILLED"
-    assert "terminated by signal SIGTERM" in run.data.tags["snakeflow.error"]
+    assert "terminated by signal SIGTERM" in run.data.tags["snakemake.error"]
     assert _visible(_data_files(workflow)) == ["data/raw/titanic.csv"]
 
 
@@ -207,7 +210,7 @@ def test_store_down_during_the_run_jobs_go_on_records_logged_next_time(
         assert again.ran == []
         runs = workflow.runs()
         assert sorted(r.info.status for r in runs) == ["FINISHED"] * 3, again.output
-        assert sorted(r.data.tags["snakeflow.kind"] for r in runs) == ["invocation", "job", "job"]
+        assert sorted(r.data.tags["snakemake.kind"] for r in runs) == ["invocation", "job", "job"]
         assert list((workflow.path / SPOOL_DIR).glob("*.json")) == []
     finally:
         server.stop()
@@ -234,7 +237,7 @@ def test_kill_9_while_the_store_is_down_next_invocation_logs_and_marks(
         download = workflow.job_runs("download")
         assert [r.info.status for r in download] == ["FINISHED"]  # logged once, not rerun
         assert sorted(r.info.status for r in workflow.job_runs("clean")) == ["FINISHED"]
-        parents = workflow.runs("tags.`snakeflow.kind` = 'invocation'")
+        parents = workflow.runs("tags.`snakemake.kind` = 'invocation'")
         assert sorted(r.info.status for r in parents) == ["FINISHED", "KILLED"]
         _assert_outputs_match_runs(workflow)
     finally:
@@ -261,7 +264,7 @@ def test_tracking_server_restart_is_retried(tmp_path, workflow, http_server):
         output = proc.communicate(timeout=300)[0]
         assert proc.returncode == 0, output
         # the plugin did retry, and nothing was lost or doubled
-        assert "snakeflow warning: MLflow tracking store not answering" in output, output
+        assert "mlflow logger: warning: MLflow tracking store not answering" in output, output
         statuses = sorted(r.info.status for r in workflow.runs())
         assert statuses == ["FINISHED"] * 3
     finally:

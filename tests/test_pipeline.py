@@ -97,7 +97,7 @@ def test_titanic_grid_end_to_end(fresh_workflow, http_server):
     )
     jobs = wf.job_runs()
     assert len(jobs) == 13 and all(r.info.status == "FINISHED" for r in jobs)
-    (parent,) = wf.runs("tags.`snakeflow.kind` = 'invocation'")
+    (parent,) = wf.runs("tags.`snakemake.kind` = 'invocation'")
     assert {j.data.tags["mlflow.parentRunId"] for j in jobs} == {parent.info.run_id}
 
     results = wf.path / "results/titanic"

@@ -69,7 +69,7 @@ def test_basic_auth_tracking_server(tmp_path, workflow, titanic_url, monkeypatch
         workflow.env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "1"
         denied = workflow.run("clean", "--config", f"data_url={titanic_url}", check=False)
         assert denied.returncode != 0
-        lines = [x for x in denied.output.splitlines() if x.startswith("snakeflow error:")]
+        lines = [x for x in denied.output.splitlines() if x.startswith("mlflow logger: error:")]
         assert lines and "401 Unauthorized: set MLFLOW_TRACKING_USERNAME" in lines[0]
         assert server.url in lines[0]
         assert denied.ran == []

@@ -62,7 +62,7 @@ def test_pipeline_on_slurm_with_a_scancelled_job(cluster_workflow, cluster_serve
     scenario = kill_one_job_then_rerun(wf, SLURM_FLAGS, "slurm.job_id", ["scancel"])
     jobs = assert_tracked_once(wf, scenario, "slurm.job_id", r"submitted with SLURM jobid (\d+)")
     killed = wf.client().get_run(scenario.victim.info.run_id)
-    assert "terminated by signal SIGTERM" in killed.data.tags.get("snakeflow.error", "")
+    assert "terminated by signal SIGTERM" in killed.data.tags.get("snakemake.error", "")
     assert not (wf.path / "mlflow.db").exists()  # nothing tracked locally
 
     # the two models trained as concurrent Slurm jobs in the first invocation

@@ -30,13 +30,13 @@ def test_full_run_files_and_runs(workflow, titanic_url):
     assert clean.read_bytes() == to_csv(expected_clean(titanic_rows()))
 
     runs = workflow.runs()
-    parents = [r for r in runs if r.data.tags.get("snakeflow.kind") == "invocation"]
-    jobs = [r for r in runs if r.data.tags.get("snakeflow.kind") == "job"]
+    parents = [r for r in runs if r.data.tags.get("snakemake.kind") == "invocation"]
+    jobs = [r for r in runs if r.data.tags.get("snakemake.kind") == "job"]
     assert len(parents) == 1 and len(jobs) == 2
     parent = parents[0]
     assert parent.info.status == "FINISHED"
     assert parent.data.params["dataset"] == "titanic"
-    assert "data/clean/titanic.csv" in parent.data.tags["snakeflow.targets"]
+    assert "data/clean/titanic.csv" in parent.data.tags["snakemake.targets"]
     # the source: the workflow's commit and, for a job, its step's script
     assert parent.data.tags["mlflow.source.git.commit"] == commit
     for job in jobs:
@@ -120,7 +120,7 @@ def test_targets_by_file_and_by_step_name(workflow, titanic_url):
     assert not (workflow.path / "data/clean/titanic.csv").exists()
     assert workflow.run("clean", "--config", f"data_url={titanic_url}").ran == ["clean"]
     assert workflow.run("download", "--config", f"data_url={titanic_url}").ran == []
-    parents = workflow.runs("tags.`snakeflow.kind` = 'invocation'")
+    parents = workflow.runs("tags.`snakemake.kind` = 'invocation'")
     assert len(parents) == 2
 
 
@@ -154,7 +154,7 @@ def test_parent_records_config_without_secrets(workflow, http_server):
     url = http_server.publish("secret/titanic.csv", to_csv(titanic_rows(30)))
     secret_url = url.replace("http://", "http://alice:hunter2@") + "?token=s3cr3t&x=1"
     workflow.run("clean", "--config", f"data_url={secret_url}")
-    (parent,) = workflow.runs("tags.`snakeflow.kind` = 'invocation'")
+    (parent,) = workflow.runs("tags.`snakemake.kind` = 'invocation'")
     config = json.loads(
         workflow.client().download_artifacts(
             parent.info.run_id, "config.json", str(workflow.path / "dl")

@@ -109,7 +109,7 @@ def main() -> int:
     version = client.get_model_version_by_alias(args.model, args.alias)
     # the table lists invocations; their jobs are nested under them
     runs = client.search_runs(
-        [experiment.experiment_id], "tags.`snakeflow.kind` = 'invocation'", max_results=5
+        [experiment.experiment_id], "tags.`snakemake.kind` = 'invocation'", max_results=5
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

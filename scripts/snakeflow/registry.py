@@ -28,7 +28,7 @@ from .urls import redact
 
 # Set on every LoggedModel by the logger plugin: the ``model_uuid`` of the MLmodel it was
 # logged from (snakemake_logger_plugin_mlflow.channel.MODEL_UUID_TAG; a test keeps the two equal).
-MODEL_UUID_TAG = "snakeflow.model_uuid"
+MODEL_UUID_TAG = "snakemake.model_uuid"
 STORE_ERRORS = (MlflowException, OSError, RequestException)
 CARD = "card.json"  # in a saved model's directory: what the model card of its versions says
 

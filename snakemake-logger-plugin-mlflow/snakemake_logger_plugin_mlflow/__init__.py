@@ -9,18 +9,21 @@ MLflow nor a route to the server.
 Settings (command line or profile): ``--logger-mlflow-tracking-uri`` (else
 ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the working directory),
 ``--logger-mlflow-experiment`` (else ``MLFLOW_EXPERIMENT_NAME``, else ``snakemake``),
-``--logger-mlflow-drain-timeout`` (seconds the end of an invocation waits for a store that
-does not answer; what is left is logged by the next invocation).
+``--logger-mlflow-drain-timeout`` (seconds without progress after which the end of an
+invocation stops waiting for a store that does not answer; what is left is logged by the
+next invocation), ``--logger-mlflow-cluster-id-tag``. See the package's README.
 """
 
 import logging
+import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
 from snakemake_interface_logger_plugins.base import LogHandlerBase
 from snakemake_interface_logger_plugins.settings import LogHandlerSettingsBase
 
-from .tracker import Tracker
+from .channel import MESSAGE_PREFIX
+from .events import Events
 
 __all__ = ["LogHandler", "LogHandlerSettings"]
 
@@ -41,7 +44,7 @@ class LogHandlerSettings(LogHandlerSettingsBase):
     )
     drain_timeout: int = field(
         default=120,
-        metadata={"help": "seconds to wait at the end for a tracking store that does not answer"},
+        metadata={"help": "seconds without progress after which the end stops waiting"},
     )
 
 
@@ -50,28 +53,28 @@ class _Events(logging.Filter):
 
     A logger plugin's ``emit`` runs on Snakemake's queue-listener thread, after the fact;
     the store check must stop the invocation before any job, and a finished job's entry must
-    be on disk before the next event, so the tracker sees records as a filter of Snakemake's
+    be on disk before the next event, so the plugin sees records as a filter of Snakemake's
     logger. It never drops a record.
     """
 
-    def __init__(self, tracker: "Tracker"):
+    def __init__(self, events: Events):
         super().__init__()
-        self.tracker = tracker
+        self.events = events
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
-            self.tracker.on_event(record)
+            self.events.on_event(record)
         except SystemExit:
             raise
         except Exception as exc:  # tracking must never break the workflow
-            print(f"snakeflow warning: MLflow logger: {type(exc).__name__}: {exc}")
+            print(f"{MESSAGE_PREFIX}: warning: {type(exc).__name__}: {exc}", file=sys.stderr)
         return True
 
 
 class LogHandler(LogHandlerBase):
     def __post_init__(self) -> None:
         settings = self.settings or LogHandlerSettings()
-        self.tracker = Tracker(
+        self.events = Events(
             tracking_uri=getattr(settings, "tracking_uri", None),
             experiment=getattr(settings, "experiment", None),
             drain_timeout=float(getattr(settings, "drain_timeout", 120)),
@@ -81,7 +84,7 @@ class LogHandler(LogHandlerBase):
         from snakemake.logging import logger
 
         self._logger = logger
-        self._filter = _Events(self.tracker)
+        self._filter = _Events(self.events)
         logger.addFilter(self._filter)
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -89,7 +92,7 @@ class LogHandler(LogHandlerBase):
 
     def close(self) -> None:
         self._logger.removeFilter(self._filter)
-        self.tracker.close()
+        self.events.close()
         super().close()
 
     @property

@@ -42,10 +42,29 @@ PARENT_RUN_ENV = "SNAKEMAKE_MLFLOW_PARENT_RUN_ID"  # the invocation's run, for a
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "snakemake"
 
-# Tags of the runs the plugin creates.
-KIND_TAG = "snakeflow.kind"  # "invocation" or "job"
-JOB_KEY_TAG = "snakeflow.job_key"  # "<parent run id>/<jobid>": makes logging a job idempotent
-LOGGED_TAG = "snakeflow.logged"  # "1" once a job's record is fully logged
+# Every tag the plugin writes: one home for each name.
+KIND_TAG = "snakemake.kind"  # "invocation" or "job"
+JOB_KEY_TAG = "snakemake.job_key"  # "<parent run id>/<jobid>[/<attempt>]": logging is idempotent
 SHA_TAG = "sha256."  # sha256.<output path> = hex digest: the lineage key
-MODEL_UUID_TAG = "snakeflow.model_uuid"  # on a LoggedModel: the MLmodel's model_uuid
-MODEL_PATH_TAG = "snakeflow.model_path"  # on a LoggedModel: the directory it was logged from
+MODEL_UUID_TAG = "snakemake.model_uuid"  # on a LoggedModel: the MLmodel's model_uuid
+MODEL_PATH_TAG = "snakemake.model_path"  # on a LoggedModel: the directory it was logged from
+MODEL_ID_TAG = "snakemake.model_id"  # on a job's run: the LoggedModel it logged
+RULE_TAG = "snakemake.rule"
+JOBID_TAG = "snakemake.jobid"
+ATTEMPT_TAG = "snakemake.attempt"  # 1, 2, ... with --retries / retries: (one run per attempt)
+THREADS_TAG = "snakemake.threads"
+WILDCARD_TAG = "snakemake.wildcards."  # + wildcard name
+RESOURCE_TAG = "snakemake.resources."  # + resource name
+HOST_TAG = "snakemake.host"  # where the snakemake process runs
+PID_TAG = "snakemake.pid"
+PID_START_TAG = "snakemake.pid_start"  # the pid's start time: a reused pid is not the same process
+INVOCATION_TAG = "snakemake.invocation"  # on a job's run: its invocation's run id
+TARGETS_TAG = "snakemake.targets"
+JOBS_TAG = "snakemake.jobs"  # how many jobs the invocation's DAG had
+COMMAND_TAG = "snakemake.command"
+ERROR_TAG = "snakemake.error"  # why a job's run did not finish
+KILLED_TAG = "snakemake.killed"  # why a later invocation ended a run KILLED
+WARNINGS_TAG = "snakemake.record_warnings"  # record lines or values MLflow could not take
+RENAMED_TAG = "snakemake.renamed_keys"  # JSON {logged key: original} for keys MLflow rejects
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's own
+MESSAGE_PREFIX = "mlflow logger"  # what the plugin's messages start with

@@ -17,8 +17,21 @@ from typing import Any
 from mlflow.entities import Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from .channel import KIND_TAG
-from .store import MAX_TAG, flatten_params, redact, redact_values, user
+from .channel import (
+    COMMAND_TAG,
+    HOST_TAG,
+    JOBS_TAG,
+    KILLED_TAG,
+    KIND_TAG,
+    MESSAGE_PREFIX,
+    PARENT_TAG,
+    PID_START_TAG,
+    PID_TAG,
+    RENAMED_TAG,
+    TARGETS_TAG,
+)
+from .store import user
+from .values import BATCH_PARAMS_TAGS, MAX_TAG, fit_keys, flatten_params, redact, redact_values
 
 
 def _process_start(pid: int) -> str | None:
@@ -46,35 +59,42 @@ def start(
     commit: str | None,
     targets: list[str],
     jobs: int,
-    config: Mapping[str, Any] | None,
     command: str,
 ) -> str:
-    """Create the parent run of this invocation (RUNNING) and return its id."""
+    """Create the parent run of this invocation (RUNNING) and return its id: one store call,
+    so that it holds the first job back as little as it can (the config follows later)."""
     tags = {
         KIND_TAG: "invocation",
-        "snakeflow.targets": " ".join(targets)[:MAX_TAG],
-        "snakeflow.jobs": str(jobs),
-        "snakeflow.host": socket.gethostname(),
-        "snakeflow.pid": str(os.getpid()),
-        "snakeflow.pid_start": _process_start(os.getpid()) or "",
-        "snakemake.command": redact(command)[:MAX_TAG],
+        TARGETS_TAG: " ".join(targets)[:MAX_TAG],
+        JOBS_TAG: str(jobs),
+        HOST_TAG: socket.gethostname(),
+        PID_TAG: str(os.getpid()),
+        PID_START_TAG: _process_start(os.getpid()) or "",
+        COMMAND_TAG: redact(command)[:MAX_TAG],
     } | source_tags(snakefile, commit)
     run = client.create_run(
         experiment_id, run_name=f"snakemake {time.strftime('%Y-%m-%d %H:%M:%S')}", tags=tags
     )
-    run_id = run.info.run_id
-    if config:
-        safe = json.loads(json.dumps(redact_values(config), default=str))
-        params = [Param(k, v) for k, v in flatten_params(safe).items()]
-        for i in range(0, len(params), 100):
-            client.log_batch(run_id, params=params[i : i + 100])
-        client.log_dict(run_id, safe, "config.json")
-    return run_id
+    return run.info.run_id
+
+
+def log_config(client: MlflowClient, run_id: str, config: Mapping[str, Any]) -> None:
+    """The workflow's config as the parent's params (keys MLflow rejects are fitted, the
+    originals in a tag) and as ``config.json``."""
+    safe = json.loads(json.dumps(redact_values(config), default=str))
+    params, renamed = fit_keys(flatten_params(safe))
+    items = [Param(k, v) for k, v in params.items()]
+    for i in range(0, len(items), BATCH_PARAMS_TAGS):
+        client.log_batch(run_id, params=items[i : i + BATCH_PARAMS_TAGS])
+    if renamed:
+        value = json.dumps(renamed)[:MAX_TAG]
+        client.log_batch(run_id, tags=[RunTag(RENAMED_TAG, value)])
+    client.log_dict(run_id, safe, "config.json")
 
 
 def _kill(client: MlflowClient, runs, reason: str) -> int:
     for run in runs:
-        client.log_batch(run.info.run_id, tags=[RunTag("snakeflow.killed", reason[:MAX_TAG])])
+        client.log_batch(run.info.run_id, tags=[RunTag(KILLED_TAG, reason[:MAX_TAG])])
         client.set_terminated(run.info.run_id, "KILLED")
     return len(runs)
 
@@ -82,7 +102,7 @@ def _kill(client: MlflowClient, runs, reason: str) -> int:
 def running_children(client: MlflowClient, experiment_id: str, parent_id: str) -> list:
     return client.search_runs(
         [experiment_id],
-        f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'RUNNING'",
+        f"tags.`{PARENT_TAG}` = '{parent_id}' and attributes.status = 'RUNNING'",
         max_results=10000,
     )
 
@@ -97,10 +117,10 @@ def end(client: MlflowClient, run_id: str, status: str) -> None:
 
 def _alive(tags: Mapping[str, str]) -> bool:
     """Whether the snakemake process of an invocation still runs (unknown on other hosts)."""
-    if tags.get("snakeflow.host") != socket.gethostname() or not tags.get("snakeflow.pid"):
+    if tags.get(HOST_TAG) != socket.gethostname() or not tags.get(PID_TAG):
         return True
-    started = _process_start(int(tags["snakeflow.pid"]))
-    return started is not None and started == tags.get("snakeflow.pid_start", started)
+    started = _process_start(int(tags[PID_TAG]))
+    return started is not None and started == tags.get(PID_START_TAG, started)
 
 
 def reap_orphans(client: MlflowClient, experiment_id: str) -> int:
@@ -108,7 +128,7 @@ def reap_orphans(client: MlflowClient, experiment_id: str) -> int:
 
     A ``kill -9`` of snakemake leaves its runs RUNNING. Each invocation records its host,
     pid and the pid's start time; a RUNNING invocation on this host whose process no longer
-    exists is ended KILLED with its RUNNING job runs, with a ``snakeflow.killed`` tag.
+    exists is ended KILLED with its RUNNING job runs, with a ``snakemake.killed`` tag.
     Call it after the spool is replayed, so jobs that had finished are logged, not killed.
     """
     running = client.search_runs(
@@ -122,11 +142,11 @@ def reap_orphans(client: MlflowClient, experiment_id: str) -> int:
         if _alive(tags):
             continue
         reason = (
-            f"snakemake process {tags.get('snakeflow.pid')} on {tags.get('snakeflow.host')} "
+            f"snakemake process {tags.get(PID_TAG)} on {tags.get(HOST_TAG)} "
             "ended without closing this run (killed?); marked by a later invocation"
         )
         children = running_children(client, experiment_id, parent.info.run_id)
         killed += _kill(client, children, reason) + _kill(client, [parent], reason)
     if killed:
-        print(f"snakeflow: marked {killed} orphaned MLflow run(s) KILLED", file=sys.stderr)
+        print(f"{MESSAGE_PREFIX}: marked {killed} orphaned MLflow run(s) KILLED", file=sys.stderr)
     return killed

@@ -1,17 +1,17 @@
-"""One MLflow run per Snakemake job, logged from a spool entry; logging it twice is harmless.
+"""One MLflow run per Snakemake job attempt, sent from a :class:`~.translate.Plan`.
 
-An entry (see :mod:`.tracker`) holds what Snakemake said of the job (rule, wildcards, files,
-threads, resources, how it ended) and the lines of the job's own record (:mod:`.channel`).
-:func:`log_entry` finds the job's run by its key tag (or creates it), adds only what the run
-does not have yet, and ends it: replaying an entry after a crash never makes a second run.
+A job of this invocation costs the store three calls: ``create_run`` when it starts (its
+run id is kept), one ``log_batch`` when it ends (more only past MLflow's batch limits) and
+``set_terminated``; its log and benchmark files go straight to the run's artifact store.
+An entry replayed from an earlier invocation is found by its key tag first, and only what
+its run does not have yet is added, so logging an entry twice never makes a second run.
+A value the store refuses as invalid is recorded on the run as a warning, never retried.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,68 +26,23 @@ from mlflow.entities import (
     Param,
     RunTag,
 )
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
-from .channel import (
-    JOB_KEY_TAG,
-    KIND_TAG,
-    LOGGED_TAG,
-    MODEL_PATH_TAG,
-    MODEL_UUID_TAG,
-    RECORD_SUFFIX,
-    SHA_TAG,
-)
+from .channel import JOB_KEY_TAG, MODEL_ID_TAG, MODEL_PATH_TAG, MODEL_UUID_TAG
+from .digest import sha256_path
 from .invocation import source_tags
-from .store import MAX_TAG, flatten_params, redact
-
-CHUNK = 1 << 20
-BATCH = 100
-
-
-def sha256_path(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file's bytes, or of a directory's files (relative names and contents)."""
-    path = Path(path)
-    if path.is_dir():
-        digest = hashlib.sha256()
-        for child in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(child.relative_to(path).as_posix().encode() + b"\0")
-            digest.update(sha256_path(child).encode())
-        return digest.hexdigest()
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _bytes(path: Path) -> int:
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size
-
-
-def run_name(entry: Mapping[str, Any]) -> str:
-    return " ".join([entry["rule"], *map(str, entry.get("wildcards", {}).values())])
-
-
-def base_tags(entry: Mapping[str, Any]) -> dict[str, str]:
-    """What Snakemake says of the job: rule, wildcards, threads, resources, its invocation."""
-    tags = {
-        KIND_TAG: "job",
-        JOB_KEY_TAG: entry["key"],
-        "snakemake.rule": entry["rule"],
-        "snakemake.jobid": str(entry["jobid"]),
-        "snakemake.threads": str(entry.get("threads", 1)),
-        "snakeflow.host": entry.get("host", ""),
-        "snakeflow.invocation": entry["parent"],
-        "mlflow.parentRunId": entry["parent"],
-    }
-    tags |= {f"snakemake.wildcards.{k}": str(v) for k, v in entry.get("wildcards", {}).items()}
-    tags |= entry.get("tags", {})  # the scheduler's job id, when an executor said it
-    for key, value in entry.get("resources", {}).items():
-        if not str(key).startswith("_") and key != "tmpdir":
-            tags[f"snakemake.resources.{key}"] = str(value)
-    return tags | source_tags(entry.get("source") or entry["snakefile"], entry.get("commit"))
+from .store import refused
+from .translate import (
+    Plan,
+    base_tags,
+    fitted_tags,
+    log_files,
+    run_name,
+    translate,
+    warnings_tag,
+)
+from .values import BATCH_ENTITIES, BATCH_METRICS, BATCH_PARAMS_TAGS, redact
 
 
 def find_run(client: MlflowClient, experiment_id: str, key: str):
@@ -97,17 +52,14 @@ def find_run(client: MlflowClient, experiment_id: str, key: str):
     return runs[0] if runs else None
 
 
-def open_run(client: MlflowClient, entry: Mapping[str, Any]):
-    """The job's run: found by its key, else created RUNNING with the job's tags."""
-    run = find_run(client, entry["experiment_id"], entry["key"])
-    if run is None:
-        run = client.create_run(
-            entry["experiment_id"],
-            start_time=entry.get("start_ms"),
-            tags=base_tags(entry),
-            run_name=run_name(entry),
-        )
-    return run
+def batches(metrics: list, params: list, tags: list):
+    """(metrics, params, tags) slices that fit MLflow's log_batch limits."""
+    while metrics or params or tags:
+        p, params = params[:BATCH_PARAMS_TAGS], params[BATCH_PARAMS_TAGS:]
+        t, tags = tags[:BATCH_PARAMS_TAGS], tags[BATCH_PARAMS_TAGS:]
+        room = min(BATCH_METRICS, BATCH_ENTITIES - len(p) - len(t))
+        m, metrics = metrics[:room], metrics[room:]
+        yield m, p, t
 
 
 class Models:
@@ -160,7 +112,8 @@ class Models:
         return self._by_uuid[uuid]
 
 
-def _dataset_input(line: Mapping[str, Any]) -> tuple[DatasetInput, str]:
+def dataset_input(line: Mapping[str, Any]) -> tuple[DatasetInput, str]:
+    """A record's ``input`` line as an MLflow dataset input, and its full digest."""
     source = str(line["input"])
     digest = line.get("digest")
     if source.startswith(("http://", "https://")):
@@ -179,125 +132,164 @@ def _dataset_input(line: Mapping[str, Any]) -> tuple[DatasetInput, str]:
     return DatasetInput(dataset, [InputTag("mlflow.data.context", context)]), digest or ""
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+class JobWriter:
+    """Sends job entries to the store; keeps the run id of every run it created."""
 
+    def __init__(self, client: MlflowClient):
+        self.client = client
+        self.models = Models(client)
+        self.runs: dict[str, tuple[str, str]] = {}  # key -> (run id, artifact uri)
+        self.parent_inputs: dict[str, set] = {}  # parent -> {(name, digest)} it lists
+        self.parent_models: dict[str, set] = {}  # parent -> {model id} it lists
 
-def _log_on_parent(client, parent_id: str, inputs: list, outputs: list) -> None:
-    """The invocation's run lists the datasets its jobs read and the models they made."""
-    if not inputs and not outputs:
-        return
-    parent = client.get_run(parent_id)
-    have = {(i.dataset.name, i.dataset.digest) for i in parent.inputs.dataset_inputs}
-    new = [i for i in inputs if (i.dataset.name, i.dataset.digest) not in have]
-    if new:
-        client.log_inputs(parent_id, new)
-    have_models = {o.model_id for o in (parent.outputs.model_outputs if parent.outputs else [])}
-    new_models = [o for o in outputs if o.model_id not in have_models]
-    if new_models:
-        client.log_outputs(parent_id, new_models)
+    def open(self, entry: Mapping[str, Any]) -> str:
+        """Create the RUNNING run of a job of this invocation that started."""
+        if entry["key"] in self.runs:
+            return self.runs[entry["key"]][0]
+        tags, _ = fitted_tags(base_tags(entry, self._source(entry)))
+        run = self.client.create_run(
+            entry["experiment_id"],
+            start_time=entry.get("start_ms"),
+            tags=tags,
+            run_name=run_name(entry),
+        )
+        self.runs[entry["key"]] = (run.info.run_id, run.info.artifact_uri)
+        return run.info.run_id
 
+    def tag(self, key: str, tags: Mapping[str, str]) -> None:
+        if key in self.runs:
+            self._batch(self.runs[key][0], [], [], [RunTag(k, v) for k, v in tags.items()])
 
-def log_entry(client: MlflowClient, entry: Mapping[str, Any], models: Models) -> str:
-    """Log one finished job to its run (found or created) and end it; return the run id."""
-    run = open_run(client, entry)
-    run_id, experiment_id = run.info.run_id, entry["experiment_id"]
-    if run.data.tags.get(LOGGED_TAG) == "1" and run.info.status != "RUNNING":
-        return run_id
-    have_params, have_metrics = dict(run.data.params), dict(run.data.metrics)
-    ts = entry.get("end_ms") or _now_ms()
-    params: dict[str, str] = {}
-    metrics: list[Metric] = []
-    tags = base_tags(entry)
-    status = entry["status"]
-    warnings = []
-    names: dict[str, str] = {}
-    others: list[tuple[str, Metric]] = []  # (run id, metric) for a model's training run
-    parent_inputs: list[DatasetInput] = []  # the invocation's run shows them too
-    parent_models: list[LoggedModelOutput] = []
+    @staticmethod
+    def _source(entry: Mapping[str, Any]) -> dict[str, str]:
+        return source_tags(entry.get("source") or entry["snakefile"], entry.get("commit"))
 
-    def metric(key, value, model_id=None):
-        if key not in have_metrics:
-            metrics.append(Metric(key, float(value), ts, 0, model_id=model_id))
-
-    for line in entry.get("record", []):
-        if not isinstance(line, dict):
-            warnings.append(str(line)[:200])
-            continue
-        try:
-            if "params" in line:
-                params |= flatten_params(line["params"])
-            elif "metrics" in line:
-                model = models.find(experiment_id, line["model"]) if line.get("model") else None
-                for key, value in line["metrics"].items():
-                    metric(key, value, model.model_id if model else None)
-                    if model is not None and model.source_run_id != run_id:
-                        m = Metric(key, float(value), ts, 0, model_id=model.model_id)
-                        others.append((model.source_run_id, m))
-            elif "tags" in line:
-                tags |= {str(k): str(v)[:MAX_TAG] for k, v in line["tags"].items()}
-            elif "input" in line:
-                dataset_input, digest = _dataset_input(line)
-                context = dataset_input.tags[0].value
-                have = {
+    def log(self, entry: Mapping[str, Any]) -> str:
+        """Log one finished job attempt to its run and end it; return the run id."""
+        client, key = self.client, entry["key"]
+        have_params: dict[str, str] = {}
+        have_metrics: dict[str, float] = {}
+        have_inputs: set = set()
+        if key in self.runs:
+            run_id, artifact_uri = self.runs[key]
+        else:  # from an earlier invocation, or its start was never logged
+            run = find_run(client, entry["experiment_id"], key)
+            if run is not None and run.info.status != "RUNNING":
+                return run.info.run_id  # logged in full already: the status is set last
+            if run is None:
+                self.open(entry)
+                run_id, artifact_uri = self.runs[key]
+            else:
+                run_id, artifact_uri = run.info.run_id, run.info.artifact_uri
+                self.runs[key] = (run_id, artifact_uri)
+                have_params, have_metrics = dict(run.data.params), dict(run.data.metrics)
+                have_inputs = {
                     (i.dataset.digest, t.value)
                     for i in run.inputs.dataset_inputs
                     for t in i.tags
                     if t.key == "mlflow.data.context"
                 }
-                if (dataset_input.dataset.digest, context) not in have:
-                    client.log_inputs(run_id, [dataset_input])
-                parent_inputs.append(dataset_input)
-                if digest:
-                    tags[f"input.{context}.sha256"] = digest
-            elif "artifact" in line:
-                target = run_id
-                if line.get("model"):
-                    model = models.find(experiment_id, line["model"])
-                    target = model.source_run_id if model else run_id
-                if Path(line["artifact"]).exists():
-                    client.log_artifact(target, line["artifact"], line.get("artifact_path"))
-            elif "model" in line:
-                model = models.log(experiment_id, run_id, line["model"], line.get("name", "model"))
-                tags["snakeflow.model_id"] = model.model_id
-                parent_models.append(LoggedModelOutput(model.model_id, step=0))
-            elif "status" in line:
-                status = line["status"]
-                if line.get("error"):
-                    tags["snakeflow.error"] = str(line["error"])[:MAX_TAG]
-            elif "outputs" in line:
-                names |= {str(path): str(name) for name, path in line["outputs"].items()}
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            warnings.append(f"{type(exc).__name__}: {exc}: {str(line)[:200]}")
-    for i, path in enumerate(entry.get("output", [])):
-        if Path(path).exists():
-            tags[SHA_TAG + path] = sha256_path(path)
-            metric(f"output.{names.get(path, i)}.bytes", _bytes(Path(path)))
-    if entry.get("end_ms") and entry.get("start_ms"):
-        metric("seconds", (entry["end_ms"] - entry["start_ms"]) / 1000)
-    if status != "FINISHED" and "snakeflow.error" not in tags:
-        tags["snakeflow.error"] = entry.get("error") or "the job failed: see its log"
-    if warnings:
-        tags["snakeflow.record_warnings"] = " | ".join(warnings)[:MAX_TAG]
-    new_params = [Param(k, v) for k, v in params.items() if k not in have_params]
-    tag_items = [RunTag(k, v) for k, v in tags.items()]
-    for i in range(0, max(len(new_params), len(metrics), len(tag_items)), BATCH):
-        client.log_batch(
-            run_id,
-            metrics=metrics[i : i + BATCH],
-            params=new_params[i : i + BATCH],
-            tags=tag_items[i : i + BATCH],
-        )
-    for other_run, m in others:
-        if client.get_run(other_run).data.metrics.get(m.key) != m.value:
-            client.log_batch(other_run, metrics=[m])
-    for path in entry.get("log", []):
-        if Path(path).is_file() and not path.endswith(RECORD_SUFFIX):
-            client.log_artifact(run_id, path, "logs")
-    for path in entry.get("benchmark", []):
-        if Path(path).is_file():
-            client.log_artifact(run_id, path, "benchmarks")
-    _log_on_parent(client, entry["parent"], parent_inputs, parent_models)
-    client.log_batch(run_id, tags=[RunTag(LOGGED_TAG, "1")])
-    client.set_terminated(run_id, status, end_time=entry.get("end_ms"))
-    return run_id
+        plan = translate(entry, self._source(entry))
+        self._models(entry, run_id, plan)
+        self._inputs(entry, run_id, plan, have_inputs)
+        ts = entry.get("end_ms") or 0
+        metrics = [Metric(k, v, ts, 0) for k, v in plan.metrics.items() if k not in have_metrics]
+        params = [Param(k, v) for k, v in plan.params.items() if k not in have_params]
+        tags = [RunTag(k, v) for k, v in plan.tags.items()]
+        plan.warnings += self._batch(run_id, metrics, params, tags)
+        self._artifacts(entry, run_id, artifact_uri, plan)
+        if plan.warnings:
+            tag = warnings_tag(plan.warnings)
+            self._batch(run_id, [], [], [RunTag(k, v) for k, v in tag.items()])
+        client.set_terminated(run_id, plan.status, end_time=entry.get("end_ms"))
+        self.runs.pop(key, None)
+        return run_id
+
+    def _batch(self, run_id: str, metrics: list, params: list, tags: list) -> list[str]:
+        """log_batch in as few calls as fit; what the store refuses is logged one by one and
+        what it still refuses is returned as warnings."""
+        warnings = []
+        for m, p, t in batches(metrics, params, tags):
+            try:
+                self.client.log_batch(run_id, metrics=m, params=p, tags=t)
+            except Exception as exc:
+                if not refused(exc):
+                    raise
+                for one in (
+                    [([x], [], []) for x in m]
+                    + [([], [x], []) for x in p]
+                    + [([], [], [x]) for x in t]
+                ):
+                    try:
+                        self.client.log_batch(run_id, *one)
+                    except Exception as exc:
+                        if not refused(exc):
+                            raise
+                        item = (one[0] or one[1] or one[2])[0]
+                        warnings.append(f"not logged: {item.key}: {str(exc).splitlines()[0]}")
+        return warnings
+
+    def _models(self, entry: Mapping[str, Any], run_id: str, plan: Plan) -> None:
+        experiment_id = entry["experiment_id"]
+        for model_dir, name in plan.models:
+            model = self.models.log(experiment_id, run_id, model_dir, name)
+            plan.tags[MODEL_ID_TAG] = model.model_id
+            self._on_parent(entry["parent"], [], [LoggedModelOutput(model.model_id, step=0)])
+        ts = entry.get("end_ms") or 0
+        linked: dict[str, list[Metric]] = {}
+        for model_dir, key, value in plan.model_metrics:
+            model = self.models.find(experiment_id, model_dir)
+            if model is None:
+                continue
+            plan.metrics.pop(key, None)  # logged linked to the model instead
+            metric = Metric(key, value, ts, 0, model_id=model.model_id)
+            linked.setdefault(run_id, []).append(metric)
+            if model.source_run_id != run_id:
+                linked.setdefault(model.source_run_id, []).append(metric)
+        for target, metrics in linked.items():
+            have = self.client.get_run(target).data.metrics if target != run_id else {}
+            new = [m for m in metrics if have.get(m.key) != m.value]
+            if new:
+                self.client.log_batch(target, metrics=new)
+
+    def _inputs(self, entry, run_id: str, plan: Plan, have: set) -> None:
+        new, listed = [], []
+        for line in plan.inputs:
+            item, digest = dataset_input(line)
+            context = item.tags[0].value
+            if (item.dataset.digest, context) not in have:
+                new.append(item)
+            listed.append(item)
+            if digest:
+                plan.tags[f"input.{context}.sha256"] = digest
+        if new:
+            self.client.log_inputs(run_id, new)
+        self._on_parent(entry["parent"], listed, [])
+
+    def _on_parent(self, parent: str, inputs: list, outputs: list) -> None:
+        """The invocation's run lists the datasets its jobs read and the models they made;
+        what it lists is kept in memory, so a dataset is added once."""
+        seen = self.parent_inputs.setdefault(parent, set())
+        new = [i for i in inputs if (i.dataset.name, i.dataset.digest) not in seen]
+        if new:
+            self.client.log_inputs(parent, new)
+            seen |= {(i.dataset.name, i.dataset.digest) for i in new}
+        models = self.parent_models.setdefault(parent, set())
+        new_models = [o for o in outputs if o.model_id not in models]
+        if new_models:
+            self.client.log_outputs(parent, new_models)
+            models |= {o.model_id for o in new_models}
+
+    def _artifacts(self, entry, run_id: str, artifact_uri: str, plan: Plan) -> None:
+        repo = get_artifact_repository(artifact_uri)
+        for path, where in log_files(entry):
+            if Path(path).is_file():
+                repo.log_artifact(path, where)
+        for path, where, model_dir in plan.artifacts:
+            if not Path(path).exists():
+                continue
+            model = self.models.find(entry["experiment_id"], model_dir) if model_dir else None
+            if model is not None and model.source_run_id != run_id:
+                self.client.log_artifact(model.source_run_id, path, where)
+            else:
+                repo.log_artifact(path, where)

@@ -3,7 +3,8 @@
 Standard library only. An entry is written (atomically) by the snakemake process when a job
 ends, before anything is sent to the tracking store, and removed once the store has it. If
 the store is down, or snakemake is killed, the entries stay and the next invocation in the
-same working directory logs them (see :mod:`.writer`).
+same working directory logs them (see :mod:`.writer`). Writing and removing an entry cost
+one file operation each; the directory is read once, when an invocation replays it.
 """
 
 from __future__ import annotations
@@ -35,17 +36,28 @@ def pending(spool: Path) -> list[dict[str, Any]]:
     """Every complete entry in the spool, oldest first (unreadable files are skipped)."""
     if not spool.is_dir():
         return []
+    stamped = []
+    with os.scandir(spool) as it:
+        for item in it:
+            if item.name.endswith(".json") and not item.name.startswith("."):
+                try:
+                    stamped.append((item.stat().st_mtime_ns, item.name, item.path))
+                except OSError:
+                    continue
     entries = []
-    for path in sorted(spool.glob("*.json"), key=lambda p: p.stat().st_mtime_ns):
+    for _, _, path in sorted(stamped):
         try:
-            entries.append(json.loads(path.read_text()))
+            entries.append(json.loads(Path(path).read_text()))
         except (OSError, ValueError):
             continue
     return entries
 
 
 def has_pending(spool: Path) -> bool:
-    return spool.is_dir() and any(spool.glob("*.json"))
+    if not spool.is_dir():
+        return False
+    with os.scandir(spool) as it:
+        return any(i.name.endswith(".json") and not i.name.startswith(".") for i in it)
 
 
 def done(spool: Path, key: str) -> None:

@@ -7,25 +7,30 @@ from __future__ import annotations
 
 import fcntl
 import getpass
-import json
 import os
-import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from mlflow.exceptions import MlflowException
+from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 from requests.exceptions import RequestException
 
 from .channel import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI, EXPERIMENT_ENV, TRACKING_URI_ENV
+from .values import redact
 
-MAX_PARAM = 6000
+# Error codes of a request the store understood and refused: sending it again cannot help.
+_REFUSED = {
+    "INVALID_PARAMETER_VALUE",
+    "BAD_REQUEST",
+    "RESOURCE_ALREADY_EXISTS",
+    "RESOURCE_DOES_NOT_EXIST",
+    "INVALID_STATE",
+    "MALFORMED_REQUEST",
+}
+
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
-MAX_TAG = 5000
 STORE_ERRORS = (MlflowException, OSError, RequestException)
 
 # MLflow's HTTP client retries a failing tracking server (connection errors, 5xx) with
@@ -58,70 +63,22 @@ def experiment_name(name: str | None = None) -> str:
     return name or os.environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT
 
 
-_SECRET_PARAM = re.compile(
-    r"sig|signature|token|key|secret|pass|pwd|credential|auth|session|x-amz-|x-goog-",
-    re.IGNORECASE,
-)
-
-
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
-
-
-def redact(text: str) -> str:
-    """``text`` with every URL in it stripped of its password and secret query values."""
-    return _URL.sub(lambda m: _redact_url(m.group(0)), text)
-
-
-def _redact_url(text: str) -> str:
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return text
-    if not parts.scheme or not parts.netloc:
-        return text
-    netloc = parts.netloc
-    if "@" in netloc:
-        user, host = netloc.rsplit("@", 1)
-        netloc = f"{user.split(':', 1)[0]}:REDACTED@{host}" if user else host
-    query = urlencode(
-        [(k, "REDACTED" if _SECRET_PARAM.search(k) else v) for k, v in parse_qsl(parts.query)],
-        safe="",
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def redact_values(value: Any) -> Any:
-    """``value`` (nested mappings and lists) with every URL string redacted."""
-    if isinstance(value, Mapping):
-        return {str(k): redact_values(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [redact_values(v) for v in value]
-    if isinstance(value, str):
-        return redact(value)
-    return value
-
-
-def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
-    if isinstance(value, Mapping) and value:
-        for key, sub in value.items():
-            _flatten(f"{prefix}.{key}" if prefix else str(key), sub, out)
-    else:
-        text = json.dumps(value, default=str) if isinstance(value, (list, dict)) else str(value)
-        out[prefix] = text[:MAX_PARAM]
-
-
-def flatten_params(params: Mapping[str, Any]) -> dict[str, str]:
-    """Nested settings as MLflow params: ``{"clean": {"dropna": "any"}}`` → ``clean.dropna``."""
-    out: dict[str, str] = {}
-    _flatten("", params, out)
-    return out
-
-
 def user() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no name for this uid (e.g. in a container)
         return str(os.getuid())
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether the store answered and rejected the request as invalid (never retried), as
+    opposed to not answering or failing (retried)."""
+    if isinstance(exc, MlflowException):
+        code = getattr(exc, "error_code", "")
+        if code in _REFUSED:
+            return True
+        return isinstance(exc, RestException) and "Changing param values" in str(exc)
+    return isinstance(exc, (TypeError, ValueError))
 
 
 def error(exc: BaseException, uri: str) -> StoreError:

@@ -93,9 +93,9 @@ def assert_tracked_once(wf, scenario: Scenario, id_tag: str, submitted_re: str) 
     submitted = re.findall(submitted_re, first.output) + re.findall(submitted_re, rerun.output)
     assert len(re.findall(submitted_re, rerun.output)) == len(rerun.ran)  # all but `all`
     runs = experiment_runs(wf)
-    parents = {r.info.run_id: r for r in runs if r.data.tags["snakeflow.kind"] == "invocation"}
+    parents = {r.info.run_id: r for r in runs if r.data.tags["snakemake.kind"] == "invocation"}
     assert sorted(p.info.status for p in parents.values()) == ["FAILED", "FINISHED"]
-    jobs = [r for r in runs if r.data.tags["snakeflow.kind"] == "job"]
+    jobs = [r for r in runs if r.data.tags["snakemake.kind"] == "job"]
     assert {j.data.tags["mlflow.parentRunId"] for j in jobs} <= set(parents)
     assert sorted(j.data.tags[id_tag] for j in jobs) == sorted(submitted)
     finished = [

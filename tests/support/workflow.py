@@ -89,7 +89,7 @@ class Workflow:
         return client.search_runs(ids, filter_string, max_results=10000)
 
     def job_runs(self, rule: str | None = None) -> list:
-        flt = "tags.`snakeflow.kind` = 'job'"
+        flt = "tags.`snakemake.kind` = 'job'"
         if rule:
             flt += f" and tags.`snakemake.rule` = '{rule}'"
         return self.runs(flt)

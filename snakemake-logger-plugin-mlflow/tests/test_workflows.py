@@ -1,19 +1,17 @@
-"""The MLflow logger plugin on Snakefiles that are not snakeflow: any workflow, any language."""
+"""The plugin on a small two-rule workflow: what a job's run and the invocation's run hold."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from smk import Plain, sha256
 from snakemake_logger_plugin_mlflow import jobs
 from snakemake_logger_plugin_mlflow.channel import PARENT_RUN_ENV, SHA_TAG
-
-from snakeflow.record import Record
-from support import SNAKEMAKE, sha256
 
 # Two shell rules; `measure` records a param and a metric from the shell (no Python, no MLflow).
 SNAKEFILE = textwrap.dedent(
@@ -53,52 +51,15 @@ SNAKEFILE = textwrap.dedent(
 )
 
 
-class Plain:
-    """A plain (non-snakeflow) workflow in a temporary directory, tracked with --logger."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "Snakefile").write_text(SNAKEFILE)
-        self.uri = f"sqlite:///{path / 'mlflow.db'}"
-        self.env = {
-            k: v
-            for k, v in __import__("os").environ.items()
-            if not k.startswith(("MLFLOW_", "SNAKEFLOW_", "SNAKEMAKE_"))
-        } | {"MLFLOW_TRACKING_URI": self.uri, "MLFLOW_EXPERIMENT_NAME": "plain"}
-
+class Counted(Plain):
     def run(self, *args: str, n: int = 3, fail: str = "no") -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [
-                SNAKEMAKE,
-                "--logger",
-                "mlflow",
-                "--cores",
-                "2",
-                *args,
-                "--config",
-                f"count={n}",
-                f"fail={fail}",
-            ],
-            cwd=self.path,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-
-    def runs(self) -> list:
-        if not (self.path / "mlflow.db").exists():
-            return []
-        client = MlflowClient(self.uri)
-        ids = [e.experiment_id for e in client.search_experiments()]
-        return client.search_runs(ids, max_results=1000)
+        return self.snakemake(*args, "--config", f"count={n}", f"fail={fail}")
 
 
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory) -> Plain:
     """One tracked run of the plain workflow, shared by the tests that only read it."""
-    plain = Plain(tmp_path_factory.mktemp("plain"))
+    plain = Counted(tmp_path_factory.mktemp("plain"), SNAKEFILE)
     done = plain.run()
     assert done.returncode == 0, done.stderr[-4000:]
     return plain
@@ -106,9 +67,9 @@ def tracked(tmp_path_factory) -> Plain:
 
 def test_one_parent_run_and_one_nested_run_per_job(tracked):
     runs = tracked.runs()
-    (parent,) = [r for r in runs if r.data.tags["snakeflow.kind"] == "invocation"]
+    (parent,) = [r for r in runs if r.data.tags["snakemake.kind"] == "invocation"]
     jobs_ = {
-        r.data.tags["snakemake.rule"]: r for r in runs if r.data.tags["snakeflow.kind"] == "job"
+        r.data.tags["snakemake.rule"]: r for r in runs if r.data.tags["snakemake.kind"] == "job"
     }
     assert set(jobs_) == {"measure", "summarise"}  # the target rule `all` makes no run
     assert parent.info.status == "FINISHED"
@@ -140,7 +101,7 @@ def test_a_shell_rule_records_a_param_and_a_metric(tracked):
     measure = {r.data.tags.get("snakemake.rule"): r for r in tracked.runs()}["measure"]
     assert measure.data.params == {"n": "3"}
     assert measure.data.metrics["lines"] == 3
-    assert "snakeflow.record_warnings" not in measure.data.tags
+    assert "snakemake.record_warnings" not in measure.data.tags
     # the record is not logged as a log file
     names = {a.path for a in MlflowClient(tracked.uri).list_artifacts(measure.info.run_id, "logs")}
     assert names == {"logs/measure.log"}
@@ -172,19 +133,19 @@ def test_no_op_and_dry_run_create_no_run_and_load_no_mlflow(tracked):
 
 
 def test_a_failing_job_ends_its_run_failed(tmp_path):
-    plain = Plain(tmp_path / "plain")
+    plain = Counted(tmp_path / "plain", SNAKEFILE)
     failed = plain.run(fail="yes")
     assert failed.returncode != 0
     runs = {r.data.tags.get("snakemake.rule", "parent"): r for r in plain.runs()}
     assert runs["measure"].info.status == "FINISHED"
     assert runs["summarise"].info.status == "FAILED"
-    assert "the job failed" in runs["summarise"].data.tags["snakeflow.error"]
+    assert "the job failed" in runs["summarise"].data.tags["snakemake.error"]
     assert runs["parent"].info.status == "FAILED"
 
 
 def test_a_jobs_own_mlflow_run_nests_under_the_invocation(tmp_path):
     """A user's step may call MLflow itself: its run goes under the invocation's run."""
-    plain = Plain(tmp_path / "own")
+    plain = Counted(tmp_path / "own", SNAKEFILE)
     (plain.path / "Snakefile").write_text(
         textwrap.dedent(
             f"""
@@ -204,7 +165,7 @@ def test_a_jobs_own_mlflow_run_nests_under_the_invocation(tmp_path):
     done = plain.run()
     assert done.returncode == 0, done.stderr[-3000:]
     runs = plain.runs()
-    (parent,) = [r for r in runs if r.data.tags.get("snakeflow.kind") == "invocation"]
+    (parent,) = [r for r in runs if r.data.tags.get("snakemake.kind") == "invocation"]
     (mine,) = [r for r in runs if "mine" in r.data.metrics]
     assert mine.data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert mine.info.experiment_id == parent.info.experiment_id
@@ -218,13 +179,14 @@ def test_logging_an_entry_twice_makes_one_run(tmp_path):
     parent = client.create_run(experiment_id).info.run_id
     out = tmp_path / "out.csv"
     out.write_text("a\n1\n")
-    rec = Record(tmp_path / "job.mlflow.jsonl")
-    rec.params({"model": {"depth": 3}, "data": "x"})
-    rec.metrics({"accuracy": 0.75})
-    rec.tags({"team": "ml"})
-    rec.input(out, name="data", context="train")
-    rec.artifact(out, "tables")
-    rec.close()
+    lines = [
+        {"params": {"model": {"depth": 3}, "data": "x"}},
+        {"metrics": {"accuracy": 0.75}},
+        {"tags": {"team": "ml"}},
+        {"input": str(out), "name": "data", "context": "train"},
+        {"artifact": str(out), "artifact_path": "tables"},
+    ]
+    (tmp_path / "job.mlflow.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     from snakemake_logger_plugin_mlflow.spool import read_record
 
     entry = {
@@ -233,6 +195,7 @@ def test_logging_an_entry_twice_makes_one_run(tmp_path):
         "rule": "fit",
         "wildcards": {"model": "m1"},
         "output": [str(out)],
+        "sha256": {str(out): sha256(out)},
         "log": [],
         "parent": parent,
         "experiment_id": experiment_id,
@@ -242,11 +205,10 @@ def test_logging_an_entry_twice_makes_one_run(tmp_path):
         "end_ms": 3000,
         "record": read_record(tmp_path / "job.mlflow.jsonl"),
     }
-    models = jobs.Models(client)
-    first = jobs.log_entry(client, entry, models)
-    second = jobs.log_entry(client, entry, models)
+    first = jobs.JobWriter(client).log(entry)
+    second = jobs.JobWriter(client).log(entry)  # a later invocation replays it
     assert first == second
-    runs = client.search_runs([experiment_id], "tags.`snakeflow.kind` = 'job'")
+    runs = client.search_runs([experiment_id], "tags.`snakemake.kind` = 'job'")
     assert len(runs) == 1
     run = client.get_run(first)
     assert run.info.status == "FINISHED"
@@ -259,7 +221,6 @@ def test_logging_an_entry_twice_makes_one_run(tmp_path):
     assert [a.path for a in client.list_artifacts(first, "tables")] == ["tables/out.csv"]
     # a half-logged run (crash before its end) is completed, not duplicated
     client.set_terminated(first, "RUNNING")
-    client.set_tag(first, "snakeflow.logged", "0")
-    assert jobs.log_entry(client, entry, models) == first
+    assert jobs.JobWriter(client).log(entry) == first
     assert client.get_run(first).info.status == "FINISHED"
     assert len(client.get_metric_history(first, "accuracy")) == 1

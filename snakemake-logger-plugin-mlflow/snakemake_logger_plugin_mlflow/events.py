@@ -1,0 +1,334 @@
+"""From Snakemake's log events to work for the writer: one small handler per event.
+
+Events arrive through :meth:`Events.on_event`, synchronously, in the thread that logs them
+(Snakemake's main thread), so that what must happen before a job starts does: the store
+check and the parent run (``run_info``, before any job), removing a job's stale record
+(``job_info``, before the job is spawned), and, when a job ends, the digests of its outputs
+(before ``temp()`` deletes them) and its entry in the spool (before anything is sent).
+Everything that talks to the store runs on the :class:`~.writer.Writer` thread. Nothing
+here imports MLflow until jobs are about to run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import spool
+from .channel import (
+    EXPERIMENT_ENV,
+    MESSAGE_PREFIX,
+    PARENT_RUN_ENV,
+    RECORD_SUFFIX,
+    TRACKING_URI_ENV,
+)
+from .digest import describe
+from .writer import Writer
+
+_ANNOTATION = re.compile(r" \([^()]*\)$")  # "path (temp)" in Snakemake's job_info
+# What executors say when they submit a job: (pattern with jobid and external id, tag key)
+SUBMITTED = [
+    (re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)"), "slurm.job_id"),
+    (re.compile(r"Submitted job (\d+) with external jobid '([^']+)'"), None),
+]
+END_OF_RUN = "Elapsed time:"  # Snakemake's last line of a run that got to its end
+CLUSTER_ID_TAG = "cluster.job_id"
+
+
+def paths(files) -> list[str]:
+    """File names from a job_info field, without Snakemake's annotations (``(temp)``)."""
+    out = []
+    for f in [files] if isinstance(files, str) else files or []:
+        f = str(f)
+        out.append(f if os.path.exists(f) or not _ANNOTATION.search(f) else _ANNOTATION.sub("", f))
+    return out
+
+
+def git_commit(path: str | os.PathLike[str]) -> str | None:
+    """The commit checked out in the git repository holding ``path``, or None."""
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "--verify", "--quiet", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and commit else None
+
+
+def find_workflow():
+    """The Snakemake Workflow object logging this event (for its config and targets), or None.
+
+    The logger interface passes no workflow; ``run_info`` is logged by a Workflow method, so
+    the object is ``self`` in a calling frame.
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        obj = frame.f_locals.get("self")
+        cls = type(obj)
+        if cls.__name__ == "Workflow" and cls.__module__ == "snakemake.workflow":
+            return obj
+        frame = frame.f_back
+    return None
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def fatal(message: str) -> None:
+    print(f"{MESSAGE_PREFIX}: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
+class Events:
+    def __init__(
+        self,
+        *,
+        tracking_uri: str | None = None,
+        experiment: str | None = None,
+        drain_timeout: float = 120.0,
+        dryrun: bool = False,
+        cluster_id_tag: str | None = None,
+    ):
+        self.cluster_id_tag = cluster_id_tag or CLUSTER_ID_TAG
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.drain_timeout = drain_timeout
+        self.dryrun = dryrun
+        self.spool = spool.SPOOL_DIR.resolve()
+        self.header: dict[str, Any] = {}
+        self.jobs: dict[int, dict[str, Any]] = {}  # running jobs by jobid
+        self.attempts: dict[int, int] = {}
+        self.failed: set[int] = set()  # jobs whose last attempt failed
+        self.error = False  # Snakemake reported an error that ends the run
+        self.reached_end = False
+        self.parent: str | None = None
+        self.experiment_id: str | None = None
+        self.uri: str | None = None
+        self.commit: str | None = None
+        self.client = None
+        self.closed = False
+        self.writer = Writer(self._client, self.spool)
+        self.handlers = {
+            "workflow_started": self.workflow_started,
+            "run_info": self.run_info,
+            "job_info": self.job_info,
+            "job_finished": lambda r: self.job_end(r.job_id, "FINISHED"),
+            "job_error": lambda r: self.job_end(r.jobid, "FAILED"),
+            "group_error": self.group_error,
+            "error": self.on_error,
+        }
+
+    def on_event(self, record) -> None:
+        if self.dryrun:
+            return
+        event = getattr(record, "event", None)
+        if event is None:
+            if self.parent is not None and isinstance(record.msg, str):
+                if "ubmitted" in record.msg:
+                    self.submitted(record.msg)
+                elif record.msg.startswith(END_OF_RUN):
+                    self.reached_end = True
+            return
+        handler = self.handlers.get(str(event))
+        if handler is not None and (self.parent is not None or str(event) in self.early):
+            handler(record)
+
+    early = ("workflow_started", "run_info")
+
+    # ------------------------------------------------------------------ handlers
+
+    def workflow_started(self, record) -> None:
+        self.header = {
+            "cmd": getattr(record, "cmd", ""),
+            "snakefile": str(getattr(record, "snakefile_main", None) or "Snakefile"),
+        }
+        self.spool = self.writer.spool = spool.SPOOL_DIR.resolve()
+        if spool.has_pending(self.spool):
+            self.writer.put("replay", None)
+
+    def run_info(self, record) -> None:
+        """Check the store and open the parent run, before any job; exit 1 if unusable."""
+        stats = getattr(record, "stats", {}) or {}
+        if self.parent is not None or not int(stats.get("total", 0) or 0):
+            return  # logged again by a dry run's end, or an empty DAG: no run
+        from . import invocation, store
+
+        self.uri = store.resolve_uri(self.tracking_uri)
+        name = store.experiment_name(self.experiment)
+        workflow = find_workflow()
+        snakefile = str(self.header.get("snakefile") or "Snakefile")
+        self.commit = git_commit(Path(snakefile).resolve().parent)
+        targets: list[str] = []
+        config = None
+        if workflow is not None:
+            config = dict(workflow.config)
+            jobs = workflow.dag.targetjobs
+            targets = sorted(
+                {job.rule.name for job in jobs}
+                | {str(f) for job in jobs for f in (job.output or job.input)}
+            )
+        try:
+            self.client, self.experiment_id = store.connect(self.uri, name)
+            self.parent = invocation.start(
+                self.client,
+                self.experiment_id,
+                snakefile=snakefile,
+                commit=self.commit,
+                targets=targets,
+                jobs=int(stats.get("total", 0)),
+                command=str(self.header.get("cmd") or ""),
+            )
+        except store.StoreError as exc:
+            fatal(str(exc))
+        except store.STORE_ERRORS as exc:
+            fatal(str(store.error(exc, self.uri)))
+        os.environ[TRACKING_URI_ENV] = self.uri
+        os.environ[EXPERIMENT_ENV] = name
+        os.environ[PARENT_RUN_ENV] = self.parent
+        if config:
+            self.writer.put("config", self.parent, config)
+        self.writer.put("replay", self.parent)
+        self.writer.put("reap", self.experiment_id)
+
+    def job_info(self, record) -> None:
+        logs = paths(getattr(record, "log", []))
+        for path in logs:  # a record left by an earlier run of this job is not this run's
+            if path.endswith(RECORD_SUFFIX):
+                Path(path).unlink(missing_ok=True)
+        jobid = record.jobid
+        attempt = self.attempts[jobid] = self.attempts.get(jobid, 0) + 1
+        self.failed.discard(jobid)
+        job = {
+            "key": f"{self.parent}/{jobid}" + (f"/{attempt}" if attempt > 1 else ""),
+            "jobid": jobid,
+            "attempt": attempt,
+            "rule": record.rule_name,
+            "wildcards": dict(getattr(record, "wildcards", None) or {}),
+            "input": paths(getattr(record, "input", [])),
+            "output": paths(getattr(record, "output", [])),
+            "log": logs,
+            "benchmark": paths(getattr(record, "benchmark", None) or []),
+            "threads": getattr(record, "threads", 1),
+            "resources": {
+                k: v
+                for k, v in dict(getattr(record, "resources", None) or {}).items()
+                if isinstance(v, (str, int, float))
+            },
+            "start_ms": _now_ms(),
+        } | self.context()
+        self.jobs[jobid] = job
+        if job["output"] or job["log"]:
+            self.writer.put("start", job)
+
+    def context(self) -> dict[str, Any]:
+        """What every job entry of this invocation shares."""
+        return {
+            "parent": self.parent,
+            "experiment_id": self.experiment_id,
+            "snakefile": str(self.header.get("snakefile") or ""),
+            "commit": self.commit,
+            "host": socket.gethostname(),
+        }
+
+    def submitted(self, message: str) -> None:
+        """Tag a job's run with the scheduler's id for it, from the executor's message."""
+        for pattern, key in SUBMITTED:
+            found = pattern.search(message)
+            if found and int(found.group(1)) in self.jobs:
+                job = self.jobs[int(found.group(1))]
+                tag = {key or self.cluster_id_tag: found.group(2)}
+                job.setdefault("tags", {}).update(tag)
+                self.writer.put("tag", job["key"], tag)
+
+    def job_end(self, jobid: int, status: str) -> None:
+        job = self.jobs.pop(jobid, None)
+        if job is None:
+            return
+        if status == "FAILED":
+            self.failed.add(jobid)
+        if not job["output"] and not job["log"]:  # a target rule such as `all`: no run
+            return
+        record = [
+            line
+            for path in job["log"]
+            if path.endswith(RECORD_SUFFIX)
+            for line in spool.read_record(path)
+        ]
+        digests, sizes = describe(job["output"]) if status == "FINISHED" else ({}, {})
+        entry = job | {
+            "status": status,
+            "end_ms": _now_ms(),
+            "record": record,
+            "sha256": digests,
+            "bytes": sizes,
+        }
+        source = [line["source"] for line in record if isinstance(line, dict) and "source" in line]
+        if source:
+            entry["source"] = str(source[-1])
+        spool.put(self.spool, entry)
+        self.writer.put("finish", entry, entry=True)
+
+    def group_error(self, record) -> None:
+        for info in getattr(record, "job_error_info", None) or []:
+            if isinstance(info, dict) and "jobid" in info:
+                self.job_end(info["jobid"], "FAILED")
+
+    def on_error(self, record) -> None:
+        self.error = True
+
+    # ------------------------------------------------------------------ the end
+
+    def outcome(self) -> str:
+        """The parent's status, as Snakemake's own outcome: FAILED if a job's last attempt
+        failed, or Snakemake reported an error and did not get to its end; KILLED if it
+        stopped before its end with jobs running; else FINISHED. (A failed attempt that a
+        retry made good logs an error too: it does not fail the invocation.)"""
+        if self.failed:
+            return "FAILED"
+        if self.reached_end and not self.jobs:
+            return "FINISHED"
+        return "FAILED" if self.error else "KILLED"
+
+    def _client(self):
+        from . import store
+
+        if self.client is None:
+            self.uri = self.uri or store.resolve_uri(self.tracking_uri)
+            self.client, self.experiment_id = store.connect(
+                self.uri, store.experiment_name(self.experiment)
+            )
+        return self.client
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.parent is not None:
+            status = self.outcome()
+            for jobid in list(self.jobs):  # no end event came: the job did not finish
+                self.jobs[jobid]["error"] = "snakemake ended before the job did"
+                self.job_end(jobid, "KILLED")
+            key = f"{self.parent}/end"
+            entry = {
+                "key": key,
+                "kind": "invocation_end",
+                "parent": self.parent,
+                "status": status,
+            }
+            spool.put(self.spool, entry)
+            self.writer.put("end", entry, entry=True)
+        from .values import redact
+
+        self.writer.drain(self.drain_timeout, redact(self.uri or ""))
