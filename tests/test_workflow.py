@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from snakemake_logger_plugin_mlflow.tracker import git_commit
+from snakemake_logger_plugin_mlflow.events import git_commit
 
 from support import expected_clean, sha256, titanic_rows, to_csv
 

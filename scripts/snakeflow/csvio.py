@@ -74,9 +74,8 @@ class RawCsv:
                         )
                     dupes = sorted({n for n in header if header.count(n) > 1})
                     if dupes:
-                        raise UserError(
-                            f"{self.label}: duplicate column names in header: {', '.join(dupes)}"
-                        )
+                        names = ", ".join(repr(d)[1:-1] for d in dupes)  # one line, always
+                        raise UserError(f"{self.label}: duplicate column names in header: {names}")
                     return raw, header
         except csv.Error as exc:
             raise UserError(f"{self.label} is not a well-formed CSV file: {exc}") from exc

@@ -156,7 +156,7 @@ class Events:
         }
         self.spool = self.writer.spool = spool.SPOOL_DIR.resolve()
         if spool.has_pending(self.spool):
-            self.writer.put("replay", None)
+            self.writer.put("replay")
 
     def run_info(self, record) -> None:
         """Check the store and open the parent run, before any job; exit 1 if unusable."""
@@ -197,9 +197,10 @@ class Events:
         os.environ[TRACKING_URI_ENV] = self.uri
         os.environ[EXPERIMENT_ENV] = name
         os.environ[PARENT_RUN_ENV] = self.parent
+        self.writer.current = self.parent
         if config:
             self.writer.put("config", self.parent, config)
-        self.writer.put("replay", self.parent)
+        self.writer.put("replay")
         self.writer.put("reap", self.experiment_id)
 
     def job_info(self, record) -> None:

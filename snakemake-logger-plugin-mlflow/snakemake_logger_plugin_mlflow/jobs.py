@@ -139,13 +139,14 @@ class JobWriter:
         self.client = client
         self.models = Models(client)
         self.runs: dict[str, tuple[str, str]] = {}  # key -> (run id, artifact uri)
+        self.ended: set[str] = set()  # keys of the runs this writer ended
         self.parent_inputs: dict[str, set] = {}  # parent -> {(name, digest)} it lists
         self.parent_models: dict[str, set] = {}  # parent -> {model id} it lists
 
     def open(self, entry: Mapping[str, Any]) -> str:
         """Create the RUNNING run of a job of this invocation that started."""
-        if entry["key"] in self.runs:
-            return self.runs[entry["key"]][0]
+        if entry["key"] in self.runs or entry["key"] in self.ended:
+            return self.runs.get(entry["key"], ("",))[0]
         tags, _ = fitted_tags(base_tags(entry, self._source(entry)))
         run = self.client.create_run(
             entry["experiment_id"],
@@ -203,6 +204,7 @@ class JobWriter:
             self._batch(run_id, [], [], [RunTag(k, v) for k, v in tag.items()])
         client.set_terminated(run_id, plan.status, end_time=entry.get("end_ms"))
         self.runs.pop(key, None)
+        self.ended.add(key)
         return run_id
 
     def _batch(self, run_id: str, metrics: list, params: list, tags: list) -> list[str]:

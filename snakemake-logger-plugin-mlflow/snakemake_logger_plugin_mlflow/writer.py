@@ -38,6 +38,7 @@ class Writer:
         self.logged = 0
         self.warned = False
         self.jobs = None  # the JobWriter, made on the writer thread
+        self.current: str | None = None  # this invocation's run: its entries are queued
 
     def start(self) -> None:
         if self.thread is None:
@@ -113,19 +114,19 @@ class Writer:
         elif kind == "end":
             invocation.end(client, item[1]["parent"], item[1]["status"])
         elif kind == "replay":
-            self._replay(client, item[1])
+            self._replay(client)
             return
         elif kind == "reap":
             invocation.reap_orphans(client, item[1])
         self._done(item)
 
-    def _replay(self, client, current: str | None) -> None:
+    def _replay(self, client) -> None:
         """Log what earlier invocations left in the spool: one read of the directory.
-        Entries of the ``current`` invocation are on the queue already."""
+        Entries of this invocation are on the queue already."""
         from . import invocation
 
         for entry in spool.pending(self.spool):
-            if current is not None and entry.get("parent") == current:
+            if self.current is not None and entry.get("parent") == self.current:
                 continue
             if entry.get("kind") == "invocation_end":
                 invocation.end(client, entry["parent"], entry["status"])
