@@ -49,7 +49,7 @@ class LogHandlerSettings(LogHandlerSettingsBase):
 
 
 class _Events(logging.Filter):
-    """Hands every record to the tracker, synchronously, in the thread that logs it.
+    """Hands every record to the event handlers, synchronously, in the thread that logs it.
 
     A logger plugin's ``emit`` runs on Snakemake's queue-listener thread, after the fact;
     the store check must stop the invocation before any job, and a finished job's entry must
