@@ -3,6 +3,7 @@
     .venv/bin/python bench/run.py                  # everything, on HEAD (11-13 minutes)
     .venv/bin/python bench/run.py --quick          # skip the 10 M-row scale test
     .venv/bin/python bench/run.py --worktree       # the working tree's files instead of HEAD
+    .venv/bin/python bench/run.py --only logger    # one section, merged into results.json
 
 Prints a table, writes bench/results.json and (with --markdown) BENCHMARKS.md. Compared
 commands run in the same session, alternating, and report medians with their ranges: this
@@ -46,8 +47,10 @@ from harness import (
     titanic_csv,
     workflow_copy,
 )
+from logger_bench import bench_logger
 from render import table, write_markdown
 
+SECTIONS = ("jobs", "noop", "vs_old", "vs_mlflow_projects", "scale", "grid", "logger")
 OLD_DESIGN = "e1c7ab4"  # every job imported MLflow and wrote to the tracking store itself
 STEPS = ("download", "clean", "split", "train", "evaluate", "register", "predict")
 MODELS3 = {  # the default config's three models, without forest's grid (e1c7ab4 has none)
@@ -333,6 +336,10 @@ def main() -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--rev", default="HEAD", help="the commit to measure (default HEAD)")
     source.add_argument("--worktree", action="store_true", help="measure the working tree")
+    parser.add_argument(
+        "--only", choices=SECTIONS, action="append", help="run only these sections (repeatable)"
+    )
+    parser.add_argument("--big", type=int, default=10_000, help="jobs of the big logger run")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
     parser.add_argument("--markdown", help="also write this Markdown file (e.g. BENCHMARKS.md)")
     parser.add_argument(
@@ -346,7 +353,8 @@ def main() -> None:
 
     rev = None if args.worktree else args.rev
     started = time.time()
-    results: dict = {
+    kept = json.loads(Path(args.out).read_text()) if args.only and Path(args.out).exists() else {}
+    results: dict = kept | {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // 2**30}"
@@ -364,6 +372,8 @@ def main() -> None:
         url = f"{server.url}/titanic.csv"
 
         def section(name: str, fn, *fn_args):
+            if args.only and name not in args.only:
+                return
             print(f"{name} ...", file=sys.stderr, flush=True)
             begun = time.perf_counter()
             results[name] = fn(*fn_args)
@@ -382,6 +392,7 @@ def main() -> None:
             sizes = (1_000_000,) if args.quick else (1_000_000, 10_000_000)
             section("scale", lambda: [bench_scale(tmp, designs, server, www, n) for n in sizes])
             section("grid", bench_grid_and_incremental, tmp, designs, url)
+            section("logger", bench_logger, tmp, designs.plugin, 2, args.big)
         finally:
             server.close()
     results["load_after"] = os.getloadavg()[0]

@@ -66,5 +66,6 @@ ERROR_TAG = "snakemake.error"  # why a job's run did not finish
 KILLED_TAG = "snakemake.killed"  # why a later invocation ended a run KILLED
 WARNINGS_TAG = "snakemake.record_warnings"  # record lines or values MLflow could not take
 RENAMED_TAG = "snakemake.renamed_keys"  # JSON {logged key: original} for keys MLflow rejects
+LOGGER_METRIC = "mlflow_logger."  # + job_runs, writer_[cpu_]seconds: on the invocation's run
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own
 MESSAGE_PREFIX = "mlflow logger"  # what the plugin's messages start with

@@ -5,7 +5,7 @@ Events arrive through :meth:`Events.on_event`, synchronously, in the thread that
 check and the parent run (``run_info``, before any job), removing a job's stale record
 (``job_info``, before the job is spawned), and, when a job ends, the digests of its outputs
 (before ``temp()`` deletes them) and its entry in the spool (before anything is sent).
-Everything that talks to the store runs on the :class:`~.writer.Writer` thread. Nothing
+Everything that talks to the store runs on the :class:`~.writer.Writer`'s threads. Nothing
 here imports MLflow until jobs are about to run.
 """
 
@@ -28,7 +28,7 @@ from .channel import (
     TRACKING_URI_ENV,
 )
 from .digest import describe
-from .writer import Writer
+from .writer import Writer, lanes_for
 
 _ANNOTATION = re.compile(r" \([^()]*\)$")  # "path (temp)" in Snakemake's job_info
 # What executors say when they submit a job: (pattern with jobid and external id, tag key)
@@ -80,6 +80,17 @@ def find_workflow():
             return obj
         frame = frame.f_back
     return None
+
+
+def hear_job_ends(workflow) -> None:
+    """Make Snakemake log its job_finished events under ``--quiet progress``/``all`` too.
+
+    Its scheduler logs a job's end only when it prints progress; its own handlers filter
+    those events out under ``--quiet`` anyway, so what the user sees does not change.
+    """
+    scheduler = getattr(workflow, "scheduler", None)
+    if scheduler is not None and getattr(scheduler, "print_progress", True) is False:
+        scheduler.print_progress = True
 
 
 def _now_ms() -> int:
@@ -173,6 +184,7 @@ class Events:
         targets: list[str] = []
         config = None
         if workflow is not None:
+            hear_job_ends(workflow)
             config = dict(workflow.config)
             jobs = workflow.dag.targetjobs
             targets = sorted(
@@ -198,6 +210,7 @@ class Events:
         os.environ[EXPERIMENT_ENV] = name
         os.environ[PARENT_RUN_ENV] = self.parent
         self.writer.current = self.parent
+        self.writer.use_lanes(lanes_for(self.uri))
         if config:
             self.writer.put("config", self.parent, config)
         self.writer.put("replay")

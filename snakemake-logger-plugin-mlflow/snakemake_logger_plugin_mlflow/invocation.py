@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Param, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from .channel import (
@@ -23,6 +23,7 @@ from .channel import (
     JOBS_TAG,
     KILLED_TAG,
     KIND_TAG,
+    LOGGER_METRIC,
     MESSAGE_PREFIX,
     PARENT_TAG,
     PID_START_TAG,
@@ -30,7 +31,7 @@ from .channel import (
     RENAMED_TAG,
     TARGETS_TAG,
 )
-from .store import user
+from .store import terminate, user
 from .values import BATCH_PARAMS_TAGS, MAX_TAG, fit_keys, flatten_params, redact, redact_values
 
 
@@ -95,7 +96,7 @@ def log_config(client: MlflowClient, run_id: str, config: Mapping[str, Any]) -> 
 def _kill(client: MlflowClient, runs, reason: str) -> int:
     for run in runs:
         client.log_batch(run.info.run_id, tags=[RunTag(KILLED_TAG, reason[:MAX_TAG])])
-        client.set_terminated(run.info.run_id, "KILLED")
+        terminate(client, run.info.run_id, "KILLED")
     return len(runs)
 
 
@@ -107,12 +108,21 @@ def running_children(client: MlflowClient, experiment_id: str, parent_id: str) -
     )
 
 
-def end(client: MlflowClient, run_id: str, status: str) -> None:
-    """Close the parent run; its job runs still RUNNING (no end event came) end KILLED."""
+def end(
+    client: MlflowClient, run_id: str, status: str, stats: Mapping[str, float] | None = None
+) -> None:
+    """Close the parent run; its job runs still RUNNING (no end event came) end KILLED.
+    ``stats``: what tracking cost this invocation (``job_runs`` logged, and the writers'
+    ``writer_seconds`` and ``writer_cpu_seconds`` on them), logged as the run's
+    ``mlflow_logger.*`` metrics."""
+    if stats:
+        now = int(time.time() * 1000)
+        metrics = [Metric(f"{LOGGER_METRIC}{k}", float(v), now, 0) for k, v in stats.items()]
+        client.log_batch(run_id, metrics=metrics)
     experiment_id = client.get_run(run_id).info.experiment_id
     left = running_children(client, experiment_id, run_id)
     _kill(client, left, "the job ended without an end event reaching snakemake (killed?)")
-    client.set_terminated(run_id, status)
+    terminate(client, run_id, status)
 
 
 def _alive(tags: Mapping[str, str]) -> bool:

@@ -1,17 +1,22 @@
 """One MLflow run per Snakemake job attempt, sent from a :class:`~.translate.Plan`.
 
-A job of this invocation costs the store three calls: ``create_run`` when it starts (its
-run id is kept), one ``log_batch`` when it ends (more only past MLflow's batch limits) and
-``set_terminated``; its log and benchmark files go straight to the run's artifact store.
-An entry replayed from an earlier invocation is found by its key tag first, and only what
-its run does not have yet is added, so logging an entry twice never makes a second run.
-A value the store refuses as invalid is recorded on the run as a warning, never retried.
+On a SQLite store, the job items a writer has queued are written together, in one
+transaction (:meth:`JobWriter.write_many`, through :mod:`.bulk`). Elsewhere, a job of this
+invocation costs the store three calls: ``create_run`` when it starts (its run id is kept),
+one ``log_batch`` when it ends (more only past MLflow's batch limits) and ``update_run``;
+its log and benchmark files go straight to the run's artifact store (a fourth request for
+a tracking server that serves artifacts). An entry replayed from an earlier invocation is
+found by its key tag first, and only what its run does not have yet is added, so logging
+an entry twice never makes a second run. A value the store refuses as invalid is recorded
+on the run as a warning, never retried.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,11 +33,13 @@ from mlflow.entities import (
 )
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
+from mlflow.utils.file_utils import local_file_uri_to_path
 
+from .bulk import Batch, Bulk, sqlite_store, valid
 from .channel import JOB_KEY_TAG, MODEL_ID_TAG, MODEL_PATH_TAG, MODEL_UUID_TAG
 from .digest import sha256_path
 from .invocation import source_tags
-from .store import refused
+from .store import refused, terminate
 from .translate import (
     Plan,
     base_tags,
@@ -50,6 +57,23 @@ def find_run(client: MlflowClient, experiment_id: str, key: str):
         [experiment_id], f"tags.`{JOB_KEY_TAG}` = '{key}'", max_results=1, order_by=None
     )
     return runs[0] if runs else None
+
+
+def local_root(artifact_uri: str) -> Path | None:
+    """The directory of a run's artifacts if they are on this file system, else None."""
+    if artifact_uri.startswith("file://"):
+        return Path(local_file_uri_to_path(artifact_uri))
+    if "://" not in artifact_uri and ":" not in artifact_uri.split("/")[0]:
+        return Path(artifact_uri)
+    return None
+
+
+def copy_atomic(src: str, dest: Path) -> None:
+    """Copy ``src`` to ``dest`` through a temporary file: no partial artifact is seen."""
+    os.makedirs(dest.parent, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dest)
 
 
 def batches(metrics: list, params: list, tags: list):
@@ -137,11 +161,15 @@ class JobWriter:
 
     def __init__(self, client: MlflowClient):
         self.client = client
+        store = sqlite_store(client)
+        self.bulk = Bulk(store) if store is not None else None
+        self.tags_of: dict[str, dict[str, str]] = {}  # key -> tags of a run written in bulk
         self.models = Models(client)
         self.runs: dict[str, tuple[str, str]] = {}  # key -> (run id, artifact uri)
         self.ended: set[str] = set()  # keys of the runs this writer ended
         self.parent_inputs: dict[str, set] = {}  # parent -> {(name, digest)} it lists
         self.parent_models: dict[str, set] = {}  # parent -> {model id} it lists
+        self.parent_lock = threading.Lock()  # jobs on several writer threads share a parent
 
     def open(self, entry: Mapping[str, Any]) -> str:
         """Create the RUNNING run of a job of this invocation that started."""
@@ -156,6 +184,75 @@ class JobWriter:
         )
         self.runs[entry["key"]] = (run.info.run_id, run.info.artifact_uri)
         return run.info.run_id
+
+    def write_many(self, items: list[tuple]) -> list[tuple]:
+        """Write what it can of ``items`` (job items: start, tag, finish, in order) in one
+        transaction (a SQLite store only); return the items left to write one by one, in
+        order. Nothing of the batch is kept if the transaction fails."""
+        if self.bulk is None:
+            return items
+        bulk, batch = self.bulk, Batch()
+        new: dict[str, tuple[str, str]] = {}  # key -> (run id, artifact uri), this batch
+        have: dict[str, dict[str, str]] = {}  # key -> its tags, as of this batch
+        ended: list[str] = []
+        left: list[tuple] = []
+        deferred: set[str] = set()
+        for item in items:
+            kind, key = item[0], item[1] if isinstance(item[1], str) else item[1]["key"]
+            run = new.get(key) or self.runs.get(key)
+            bulk_run = key in have or key in self.tags_of
+            if key in deferred or (kind != "start" and not bulk_run):
+                if kind != "tag" or run is not None:  # a tag of no run is not logged
+                    deferred.add(key)
+                    left.append(item)
+                continue
+            if kind == "start":
+                if run is not None or key in self.ended:
+                    continue
+                entry = item[1]
+                tags, _ = fitted_tags(base_tags(entry, self._source(entry)))
+                if not valid({}, {}, tags):
+                    deferred.add(key)
+                    left.append(item)
+                    continue
+                new[key] = bulk.new_run(
+                    batch, entry["experiment_id"], run_name(entry), entry["start_ms"], tags
+                )
+                have[key] = tags
+                continue
+            if key not in have:
+                have[key] = dict(self.tags_of[key])
+            tags_now = have[key]
+            if kind == "tag":
+                bulk.add_tags(batch, run[0], item[2], tags_now)
+                continue
+            entry = item[1]
+            plan = translate(entry, self._source(entry))
+            tags = plan.tags | warnings_tag(plan.warnings)
+            if (
+                plan.models
+                or plan.model_metrics
+                or plan.inputs
+                or any(model for _, _, model in plan.artifacts)
+                or not valid(plan.metrics, plan.params, tags)
+            ):
+                deferred.add(key)
+                left.append(item)
+                continue
+            bulk.add_tags(batch, run[0], tags, tags_now)
+            end_ms = entry.get("end_ms") or 0
+            bulk.end_run(batch, run[0], plan.status, end_ms, plan.metrics, plan.params)
+            self._artifacts(entry, run[0], run[1], plan)
+            ended.append(key)
+        if batch:
+            bulk.commit(batch)
+        self.runs |= new
+        self.tags_of |= {k: v for k, v in have.items() if k not in deferred}
+        for key in ended:
+            self.runs.pop(key, None)
+            self.tags_of.pop(key, None)
+            self.ended.add(key)
+        return left
 
     def tag(self, key: str, tags: Mapping[str, str]) -> None:
         if key in self.runs:
@@ -202,7 +299,7 @@ class JobWriter:
         if plan.warnings:
             tag = warnings_tag(plan.warnings)
             self._batch(run_id, [], [], [RunTag(k, v) for k, v in tag.items()])
-        client.set_terminated(run_id, plan.status, end_time=entry.get("end_ms"))
+        terminate(client, run_id, plan.status, entry.get("end_ms"))
         self.runs.pop(key, None)
         self.ended.add(key)
         return run_id
@@ -271,6 +368,10 @@ class JobWriter:
     def _on_parent(self, parent: str, inputs: list, outputs: list) -> None:
         """The invocation's run lists the datasets its jobs read and the models they made;
         what it lists is kept in memory, so a dataset is added once."""
+        with self.parent_lock:
+            self._add_to_parent(parent, inputs, outputs)
+
+    def _add_to_parent(self, parent: str, inputs: list, outputs: list) -> None:
         seen = self.parent_inputs.setdefault(parent, set())
         new = [i for i in inputs if (i.dataset.name, i.dataset.digest) not in seen]
         if new:
@@ -283,9 +384,14 @@ class JobWriter:
             models |= {o.model_id for o in new_models}
 
     def _artifacts(self, entry, run_id: str, artifact_uri: str, plan: Plan) -> None:
-        repo = get_artifact_repository(artifact_uri)
+        local = local_root(artifact_uri)
+        repo = get_artifact_repository(artifact_uri) if local is None or plan.artifacts else None
         for path, where in log_files(entry):
-            if Path(path).is_file():
+            if not os.path.isfile(path):
+                continue
+            if local is not None:
+                copy_atomic(path, local / where / os.path.basename(path))
+            else:
                 repo.log_artifact(path, where)
         for path, where, model_dir in plan.artifacts:
             if not Path(path).exists():

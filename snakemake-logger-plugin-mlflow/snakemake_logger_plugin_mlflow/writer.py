@@ -1,11 +1,20 @@
-"""The one thread that talks to the tracking store, in order, retrying while it is down.
+"""The threads that talk to the tracking store, retrying while it is down.
 
 Work items are small tuples put on a queue by :mod:`.events`; a finished job's item carries
-its whole spool entry, so nothing is read back from disk while the invocation runs. A store
-that does not answer (connection refused, 5xx, a locked database) is retried with backoff;
-a request the store answers and refuses as invalid is never retried: it is reported as a
-warning and the queue moves on. :meth:`Writer.drain` waits as long as entries are being
-logged, and gives up only after ``timeout`` seconds without progress.
+its whole spool entry, so nothing is read back from disk while the invocation runs.
+
+Items go to *lanes*: one thread and queue each. A SQLite store has one lane (one writer at
+a time is what SQLite allows); an HTTP tracking server has :data:`HTTP_LANES`, so that one
+job's round trips (and its artifact uploads) overlap another's. A job's items (its start,
+tags and end) always go to the same lane, in order; an item of the whole invocation (its
+config, the replay of an earlier invocation's entries, the reaping of orphans, its end)
+runs on lane 0 after every lane has done what was put before it, so the invocation's run
+ends after all of its jobs' runs.
+
+A store that does not answer (connection refused, 5xx, a locked database) is retried with
+backoff; a request the store answers and refuses as invalid is never retried: it is
+reported as a warning and the queue moves on. :meth:`Writer.drain` waits as long as entries
+are being logged, and gives up only after ``timeout`` seconds without progress.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import queue
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,106 +31,234 @@ from typing import Any
 from . import spool
 from .channel import MESSAGE_PREFIX
 
+HTTP_LANES = 4  # writer threads for an HTTP tracking server
+JOB_ITEMS = ("start", "tag", "finish")  # items of one job: (kind, entry or key, ...)
+MAX_BATCH = 500  # job items written in one transaction, at most
+# How long a SQLite lane waits for more job items before it writes a batch: a commit costs
+# a few milliseconds of disk sync whatever it holds, so a run appears up to this much later.
+LINGER = 0.5
+
 
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}"
 
 
+def lanes_for(uri: str) -> int:
+    """How many writer threads the store at ``uri`` takes."""
+    return HTTP_LANES if uri.startswith(("http://", "https://")) else 1
+
+
+class _Barrier:
+    """Set by every other lane once it has done what was put before an invocation item."""
+
+    def __init__(self, count: int):
+        self.left = count
+        self.cond = threading.Condition()
+
+    def reached(self) -> None:
+        with self.cond:
+            self.left -= 1
+            self.cond.notify_all()
+
+    def wait(self, stop: threading.Event) -> bool:
+        with self.cond:
+            while self.left > 0:
+                if stop.is_set():
+                    return False
+                self.cond.wait(0.2)
+        return True
+
+
 class Writer:
     def __init__(self, connect: Callable[[], Any], spool_dir: Path):
-        self.connect = connect  # -> MlflowClient; called on the writer thread when needed
+        self.connect = connect  # -> MlflowClient; called on a writer thread when needed
         self.spool = spool_dir
-        self.queue: queue.Queue = queue.Queue()
+        self.lanes = 1
+        self.queues: list[queue.Queue] = []
+        self.threads: list[threading.Thread] = []
         self.stop = threading.Event()
-        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
         self.left = 0  # spool entries queued and not logged yet
         self.logged = 0
+        self.job_runs = 0  # job entries of this invocation logged
+        self.busy = 0.0  # seconds the lanes spent on this invocation's job items
+        self.cpu = 0.0  # of which the lanes' own CPU time (not waiting for the store or GIL)
         self.warned = False
-        self.jobs = None  # the JobWriter, made on the writer thread
+        self.jobs = None  # the JobWriter, made on a writer thread
         self.current: str | None = None  # this invocation's run: its entries are queued
 
-    def start(self) -> None:
-        if self.thread is None:
-            self.thread = threading.Thread(target=self._run, name="mlflow-writer", daemon=True)
-            self.thread.start()
+    def use_lanes(self, count: int) -> None:
+        """Write with ``count`` threads (before this invocation's first job item)."""
+        self.lanes = max(self.lanes, count)
+
+    def _lane(self, index: int) -> queue.Queue:
+        while len(self.queues) <= index:
+            q: queue.Queue = queue.Queue()
+            thread = threading.Thread(
+                target=self._run, args=(q,), name=f"mlflow-writer-{len(self.queues)}", daemon=True
+            )
+            self.queues.append(q)
+            self.threads.append(thread)
+            thread.start()
+        return self.queues[index]
 
     def put(self, *item: Any, entry: bool = False) -> None:
         if entry:
-            self.left += 1
-        self.start()
-        self.queue.put(item)
+            with self.lock:
+                self.left += 1
+        if item[0] in JOB_ITEMS:
+            key = item[1] if isinstance(item[1], str) else item[1]["key"]
+            self._lane(zlib.crc32(key.encode()) % self.lanes).put(item)
+            return
+        lane0 = self._lane(0)
+        others = self.queues[1:]
+        if others:
+            barrier = _Barrier(len(others))
+            for q in others:
+                q.put(("reached", barrier))
+            lane0.put(("wait", barrier))
+        lane0.put(item)
 
-    # ------------------------------------------------------------------ the thread
+    # ------------------------------------------------------------------ the threads
 
-    def _run(self) -> None:
-        delay = 1.0
+    def _run(self, q: queue.Queue) -> None:
+        held = None  # an item taken off the queue while gathering a batch
         while True:
-            item = self.queue.get()
+            item, held = (held, None) if held is not None else (q.get(), None)
             if item is None:
                 return
-            while True:
+            if item[0] == "reached":
+                item[1].reached()
+                continue
+            if item[0] == "wait":
+                if not item[1].wait(self.stop):
+                    return
+                continue
+            if item[0] not in JOB_ITEMS:
+                if not self._attempt(item, lambda item=item: self._do(item)):
+                    return
+                continue
+            batch = [item]  # the job items queued now: one transaction where the store allows
+            bulk = self.jobs is not None and self.jobs.bulk is not None
+            deadline = time.monotonic() + (LINGER if bulk else 0.0)
+            while len(batch) < MAX_BATCH:
+                wait = deadline - time.monotonic()
                 try:
-                    self._do(item)
-                    delay = 1.0
+                    held = q.get(timeout=wait) if wait > 0 else q.get_nowait()
+                except queue.Empty:
                     break
-                except Exception as exc:
-                    from .store import refused
+                if held is None or held[0] not in JOB_ITEMS:
+                    break
+                batch.append(held)
+                held = None
+            if not self._write(batch):
+                return
 
-                    if refused(exc):
-                        print(
-                            f"{MESSAGE_PREFIX}: warning: the store refused {item[0]!r} "
-                            f"({first_line(exc)}); moving on",
-                            file=sys.stderr,
-                            flush=True,
-                        )
-                        self._done(item)
-                        break
-                    if not self.warned:
-                        print(
-                            f"{MESSAGE_PREFIX}: warning: MLflow tracking store not answering "
-                            f"({first_line(exc)}); job records are kept in {self.spool} and "
-                            "logged when it answers",
-                            file=sys.stderr,
-                            flush=True,
-                        )
-                        self.warned = True
-                    if self.stop.wait(delay):
-                        return
-                    delay = min(delay * 2, 30.0)
+    def _write(self, batch: list[tuple]) -> bool:
+        """Job items: in bulk what can be, then the rest one by one. False if stopped."""
+        begun, cpu = time.perf_counter(), time.thread_time()
+        left: list[tuple] = []
+
+        def bulk() -> None:
+            left[:] = self._jobs()[1].write_many(batch)
+
+        if not self._attempt(batch[0], bulk, on_refused=lambda: left.extend(batch)):
+            return False
+        for item in batch:
+            if not any(item is x for x in left):
+                self._done(item)
+        for item in left:
+            if not self._attempt(item, lambda item=item: self._do(item)):
+                return False
+        with self.lock:
+            self.busy += time.perf_counter() - begun
+            self.cpu += time.thread_time() - cpu
+        return True
+
+    def _attempt(self, item: tuple, work: Callable[[], None], on_refused=None) -> bool:
+        """Run ``work`` until it succeeds, retrying while the store does not answer; False
+        if the writer was stopped meanwhile. A request the store refuses is not retried:
+        ``on_refused`` runs, else a warning is printed and ``item`` counts as done."""
+        delay = 1.0
+        while True:
+            try:
+                work()
+                return True
+            except Exception as exc:
+                from .store import STORE_ERRORS, refused
+
+                if refused(exc) or not isinstance(exc, STORE_ERRORS):  # or a defect: move on
+                    if on_refused is not None:
+                        on_refused()
+                        return True
+                    print(
+                        f"{MESSAGE_PREFIX}: warning: the store refused {item[0]!r} "
+                        f"({first_line(exc)}); moving on",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    self._done(item)
+                    return True
+                with self.lock:
+                    warn, self.warned = not self.warned, True
+                if warn:
+                    print(
+                        f"{MESSAGE_PREFIX}: warning: MLflow tracking store not answering "
+                        f"({first_line(exc)}); job records are kept in {self.spool} and "
+                        "logged when it answers",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                if self.stop.wait(delay):
+                    return False
+                delay = min(delay * 2, 30.0)
 
     def _done(self, item: tuple) -> None:
         if item[0] in ("finish", "end"):
             spool.done(self.spool, item[1]["key"])
-            self.left -= 1
-            self.logged += 1
+            with self.lock:
+                self.left -= 1
+                self.logged += 1
+                self.job_runs += item[0] == "finish"
 
-    def _do(self, item: tuple) -> None:
-        from . import invocation
+    def _jobs(self):
         from .jobs import JobWriter
 
         client = self.connect()
-        if self.jobs is None:
-            self.jobs = JobWriter(client)
+        with self.lock:
+            if self.jobs is None:
+                self.jobs = JobWriter(client)
+        return client, self.jobs
+
+    def _do(self, item: tuple) -> None:
+        from . import invocation
+
+        client, jobs = self._jobs()
         kind = item[0]
         if kind == "start":
-            self.jobs.open(item[1])
+            jobs.open(item[1])
         elif kind == "tag":
-            self.jobs.tag(item[1], item[2])
+            jobs.tag(item[1], item[2])
         elif kind == "config":
             invocation.log_config(client, item[1], item[2])
         elif kind == "finish":
-            self.jobs.log(item[1])
+            jobs.log(item[1])
         elif kind == "end":
-            invocation.end(client, item[1]["parent"], item[1]["status"])
+            stats = {
+                "job_runs": self.job_runs,
+                "writer_seconds": self.busy,
+                "writer_cpu_seconds": self.cpu,
+            }
+            invocation.end(client, item[1]["parent"], item[1]["status"], stats)
         elif kind == "replay":
-            self._replay(client)
+            self._replay(client, jobs)
             return
         elif kind == "reap":
             invocation.reap_orphans(client, item[1])
         self._done(item)
 
-    def _replay(self, client) -> None:
+    def _replay(self, client, jobs) -> None:
         """Log what earlier invocations left in the spool: one read of the directory.
         Entries of this invocation are on the queue already."""
         from . import invocation
@@ -131,21 +269,24 @@ class Writer:
             if entry.get("kind") == "invocation_end":
                 invocation.end(client, entry["parent"], entry["status"])
             else:
-                self.jobs.log(entry)
+                jobs.log(entry)
             spool.done(self.spool, entry["key"])
-            self.logged += 1
+            with self.lock:
+                self.logged += 1
 
     # ------------------------------------------------------------------ the end
 
     def drain(self, timeout: float, uri: str | None) -> None:
-        """Wait for the queue; say how much is left every few seconds; give up only after
+        """Wait for the queues; say how much is left every few seconds; give up only after
         ``timeout`` seconds in which nothing was logged."""
-        if self.thread is None:
+        if not self.threads:
             return
-        self.queue.put(None)
+        for q in self.queues:
+            q.put(None)
         last, seen, said = time.monotonic(), self.logged, time.monotonic()
-        while self.thread.is_alive():
-            self.thread.join(0.2)
+        while any(t.is_alive() for t in self.threads):
+            for thread in self.threads:
+                thread.join(0.2 / len(self.threads))
             now = time.monotonic()
             if self.logged != seen:
                 last, seen = now, self.logged
@@ -158,7 +299,7 @@ class Writer:
                     flush=True,
                 )
                 said = now
-        if self.thread.is_alive():
+        if any(t.is_alive() for t in self.threads):
             self.stop.set()
             print(
                 f"{MESSAGE_PREFIX}: warning: MLflow tracking store {uri} did not answer "
@@ -167,4 +308,5 @@ class Writer:
                 file=sys.stderr,
                 flush=True,
             )
-            self.thread.join(5)
+            for thread in self.threads:
+                thread.join(5)

@@ -42,6 +42,9 @@ class Plain:
             timeout=300,
         )
 
+    def client(self) -> MlflowClient:
+        return MlflowClient(self.uri)
+
     def runs(self) -> list:
         if not (self.path / "mlflow.db").exists():
             return []

@@ -1,0 +1,242 @@
+"""The logger plugin at scale: a foreign Snakefile of trivial shell jobs
+(bench/programs/manyjobs), with and without ``--logger mlflow``, on SQLite and against a
+local ``mlflow server``; 10,000 jobs on SQLite; the replay of entries left pending by a
+store that went down."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from harness import BIN, PROGRAMS, SNAKEMAKE, summary, timed
+
+LOGGER = ["--logger", "mlflow"]
+PENDING = Path(".snakemake/mlflow/pending")
+
+
+def manyjobs(dest: Path) -> Path:
+    """A fresh copy of the many-jobs workflow."""
+    shutil.copytree(PROGRAMS / "manyjobs", dest)
+    return dest
+
+
+def env(uri: str | None, plugin: Path | None) -> dict:
+    out = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "SNAKEFLOW_"))}
+    out.pop("PYTHONPATH", None)
+    if uri:
+        out["MLFLOW_TRACKING_URI"] = uri
+    if plugin is not None:
+        out["PYTHONPATH"] = str(plugin)
+    return out
+
+
+def command(n: int, logger: bool, *extra: str) -> list[str]:
+    return [SNAKEMAKE, "--cores", "2", "--config", f"jobs={n}", *(LOGGER if logger else []), *extra]
+
+
+def pending(wf: Path) -> int:
+    spool = wf / PENDING
+    return len(list(spool.iterdir())) if spool.is_dir() else 0
+
+
+def runs(db: Path) -> dict:
+    """What a store holds: parents, job runs by status, and the latest parent's metrics."""
+    with sqlite3.connect(db) as con:
+        parents = con.execute(
+            "SELECT run_uuid FROM tags WHERE key = 'snakemake.kind' AND value = 'invocation'"
+        ).fetchall()
+        by_status = dict(
+            con.execute(
+                "SELECT r.status, COUNT(*) FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
+                "AND t.key = 'snakemake.kind' AND t.value = 'job' GROUP BY r.status"
+            ).fetchall()
+        )
+        metrics = dict(
+            con.execute(
+                "SELECT m.key, m.value FROM metrics m JOIN runs r ON r.run_uuid = m.run_uuid "
+                "WHERE m.key LIKE 'mlflow_logger.%' ORDER BY r.start_time"
+            ).fetchall()
+        )
+    return {"parents": len(parents), "jobs": by_status, "logger_metrics": metrics}
+
+
+class MlflowServer:
+    """A local ``mlflow server`` (SQLite backend, served artifacts) whose access log counts
+    the requests it answers."""
+
+    def __init__(self, root: Path, port: int | None = None):
+        root.mkdir(parents=True, exist_ok=True)
+        self.root, self.db = root, root / "server.db"
+        if port is None:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+        self.port, self.url = port, f"http://127.0.0.1:{port}"
+        self.log_path = root / "server.log"
+        self.log = open(self.log_path, "a")
+        cmd = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port)]
+        cmd += ["--backend-store-uri", f"sqlite:///{self.db}", "--workers", "2"]
+        cmd += ["--artifacts-destination", str(root / "artifacts")]
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=root,
+            start_new_session=True,
+        )
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"mlflow server did not start:\n{self.log_path.read_text()[-2000:]}")
+
+    def requests(self) -> int:
+        """Requests answered so far (API calls and artifact uploads)."""
+        text = self.log_path.read_text(errors="replace")
+        return len(re.findall(r'"(?:GET|POST|PUT|PATCH|DELETE) /(?:api|ajax-api)/', text))
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.log.close()
+
+
+def _checked(wf: Path, db: Path, n: int) -> dict:
+    """Zero pending entries at exit, and every job's run FINISHED under one new parent."""
+    state = runs(db)
+    left = pending(wf)
+    finished = state["jobs"].get("FINISHED", 0)
+    if left or finished != n or state["parents"] < 1:
+        raise RuntimeError(f"{wf}: {left} pending, job runs {state['jobs']}, not {n} FINISHED")
+    metrics = state["logger_metrics"]
+    return {
+        "pending_at_exit": left,
+        "job_runs_finished": finished,
+        "writer_ms_per_job": 1000 * metrics["mlflow_logger.writer_seconds"] / n,
+    }
+
+
+def paired(tmp: Path, name: str, n: int, reps: int, store, plugin: Path | None) -> dict:
+    """``reps`` pairs of runs without and with the logger, in balanced order (ABBA...), each
+    in a fresh copy; ``store(wf)`` gives (tracking URI, SQLite file holding the runs,
+    request counter or None)."""
+    samples: dict[str, list[float]] = {"plain": [], "logger": []}
+    checks, requests = [], []
+    for i in range(reps):
+        for logged in (False, True) if i % 2 == 0 else (True, False):
+            wf = manyjobs(tmp / f"{name}-{i}-{'logger' if logged else 'plain'}")
+            uri, db, counter = store(wf)
+            before = counter() if counter else 0
+            seconds, _, _ = timed(command(n, logged), wf, env(uri, plugin))
+            samples["logger" if logged else "plain"].append(seconds)
+            if logged:
+                checks.append(_checked(wf, db, n) | {"seconds": seconds})
+                if counter:
+                    requests.append((counter() - before) / n)
+            shutil.rmtree(wf)
+    plain, logger = (statistics.median(samples[k]) for k in ("plain", "logger"))
+    out = {
+        "jobs": n,
+        "plain_s": summary(samples["plain"]),
+        "logger_s": summary(samples["logger"]),
+        "ratio": logger / plain,
+        "ratio_per_rep": [b / a for a, b in zip(samples["plain"], samples["logger"])],
+        "checks": checks,
+        "writer_ms_per_job": statistics.median(c["writer_ms_per_job"] for c in checks),
+        "reps": reps,
+    }
+    if requests:
+        out["requests_per_job"] = statistics.median(requests)
+    return out
+
+
+def replay(tmp: Path, n: int, plugin: Path | None) -> dict:
+    """``n`` jobs whose store goes down once the invocation's run exists (their entries stay
+    pending), then, with the store back, a no-op that logs them: its time."""
+    root = tmp / f"replay-{n}"
+    server = MlflowServer(root / "server")
+    wf = manyjobs(root / "wf")
+    cmd = command(n, True, "--logger-mlflow-drain-timeout", "3")
+    proc = subprocess.Popen(
+        cmd,
+        cwd=wf,
+        env=env(server.url, plugin),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not runs_exist(server.db):
+        time.sleep(0.05)
+    port = server.port
+    server.stop()  # down for the rest of the run
+    if proc.wait() != 0:
+        raise RuntimeError(f"{cmd} failed in {wf}")
+    left = pending(wf)
+    server = MlflowServer(root / "server", port)
+    noop = [SNAKEMAKE, "--cores", "2", "--config", f"jobs={n}", *LOGGER]
+    try:
+        seconds, _, _ = timed(noop, wf, env(server.url, plugin))
+        state = runs(server.db)
+        bare, _, _ = timed(noop, wf, env(server.url, plugin))  # nothing pending now
+    finally:
+        server.stop()
+    if pending(wf) or state["jobs"].get("FINISHED", 0) != n:
+        raise RuntimeError(f"replay of {left}: {pending(wf)} left, runs {state['jobs']}")
+    shutil.rmtree(root)
+    return {
+        "pending_before": left,
+        "noop_with_replay_s": seconds,
+        "noop_s": bare,
+        "replay_s": seconds - bare,
+        "ms_per_entry": 1000 * (seconds - bare) / left,
+    }
+
+
+def runs_exist(db: Path) -> bool:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+            return bool(con.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+    except sqlite3.Error:
+        return False
+
+
+def bench_logger(tmp: Path, plugin: Path | None, reps: int, big: int) -> dict:
+    """Every figure of the logger section."""
+    res: dict = {}
+
+    def sqlite_store(wf: Path):
+        return f"sqlite:///{wf}/mlflow.db", wf / "mlflow.db", None
+
+    res["sqlite"] = paired(tmp, "sqlite", 1000, reps, sqlite_store, plugin)
+    server = MlflowServer(tmp / "server")
+    try:
+        res["server"] = paired(
+            tmp, "server", 1000, reps, lambda wf: (server.url, server.db, server.requests), plugin
+        )
+    finally:
+        server.stop()
+    if big:
+        wf = manyjobs(tmp / "big")
+        seconds, _, _ = timed(command(big, True), wf, env(f"sqlite:///{wf}/mlflow.db", plugin))
+        res["sqlite_big"] = {"jobs": big, "logger_s": seconds} | _checked(wf, wf / "mlflow.db", big)
+        shutil.rmtree(wf)
+    res["replay"] = [replay(tmp, n, plugin) for n in (250, 1000)]
+    small, large = res["replay"]
+    res["replay_linearity"] = large["ms_per_entry"] / small["ms_per_entry"]
+    return res
