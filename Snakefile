@@ -142,6 +142,7 @@ rule search:
 rule train:
     input:
         csv=rules.split.output.train,
+        raw=rules.download.output.csv,  # the signature types columns as pandas reads it
         search=sf.search_results(config, rules.search.output.score),
     output:
         model=directory(f"{RESULTS}/models/{{model}}"),

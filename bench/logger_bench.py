@@ -129,6 +129,7 @@ def _checked(wf: Path, db: Path, n: int) -> dict:
         "pending_at_exit": left,
         "job_runs_finished": finished,
         "writer_ms_per_job": 1000 * metrics["mlflow_logger.writer_seconds"] / n,
+        "writer_cpu_ms_per_job": 1000 * metrics["mlflow_logger.writer_cpu_seconds"] / n,
     }
 
 
@@ -159,6 +160,7 @@ def paired(tmp: Path, name: str, n: int, reps: int, store, plugin: Path | None) 
         "ratio_per_rep": [b / a for a, b in zip(samples["plain"], samples["logger"])],
         "checks": checks,
         "writer_ms_per_job": statistics.median(c["writer_ms_per_job"] for c in checks),
+        "writer_cpu_ms_per_job": statistics.median(c["writer_cpu_ms_per_job"] for c in checks),
         "reps": reps,
     }
     if requests:
@@ -231,12 +233,12 @@ def bench_logger(tmp: Path, plugin: Path | None, reps: int, big: int) -> dict:
         )
     finally:
         server.stop()
+    res["replay"] = [replay(tmp, n, plugin) for n in (250, 1000)]
+    small, large = res["replay"]
+    res["replay_linearity"] = large["ms_per_entry"] / small["ms_per_entry"]
     if big:
         wf = manyjobs(tmp / "big")
         seconds, _, _ = timed(command(big, True), wf, env(f"sqlite:///{wf}/mlflow.db", plugin))
         res["sqlite_big"] = {"jobs": big, "logger_s": seconds} | _checked(wf, wf / "mlflow.db", big)
         shutil.rmtree(wf)
-    res["replay"] = [replay(tmp, n, plugin) for n in (250, 1000)]
-    small, large = res["replay"]
-    res["replay_linearity"] = large["ms_per_entry"] / small["ms_per_entry"]
     return res

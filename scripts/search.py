@@ -17,7 +17,13 @@ from sklearn.model_selection import StratifiedKFold
 
 from snakeflow import record
 from snakeflow.errors import UserError, run_main
-from snakeflow.features import build_pipeline, make_estimator, plan_features, read_frame
+from snakeflow.features import (
+    build_pipeline,
+    make_estimator,
+    overridden,
+    plan_features,
+    read_frame,
+)
 from snakeflow.fileio import atomic_path
 from snakeflow.metrics import compute_metrics
 
@@ -107,6 +113,8 @@ def main() -> None:
             tmp.write_text(json.dumps(result, indent=2) + "\n")
         run.tags({"snakeflow.model": result["model"], "snakeflow.point": result["point_id"]})
         run.params({"point": params.point})
+        if replaced := overridden(params.model_params, params.point):
+            run.params({"overrides": replaced})
         metrics = {f"cv.{params.metric}.fold{i}": v for i, v in enumerate(result["folds"])}
         if result["mean"] is not None:
             metrics |= {

@@ -18,6 +18,7 @@ from snakeflow.features import (
     FeaturePlan,
     build_pipeline,
     make_estimator,
+    overridden,
     plan_features,
     read_frame,
 )
@@ -74,6 +75,8 @@ def main() -> None:
         if best is not None:
             run.params({"search.best_point": best["point_id"], "search.points": len(results)})
             run.params({f"search.best.{k}": v for k, v in best["point"].items()})
+            if replaced := overridden(params.model_params, best["point"]):
+                run.params({"search.overrides": replaced})
             run.metrics(
                 {f"cv.{params.metric}.mean": best["mean"], f"cv.{params.metric}.std": best["std"]}
             )
@@ -98,7 +101,11 @@ def main() -> None:
         )
         run.metrics({"train_rows": len(features), "features": len(plan.used)})
         sig = models.signature(
-            features, pipeline.predict(features.head(5)), plan.numeric, plan.used
+            features,
+            pipeline.predict(features.head(5)),
+            plan.numeric,
+            plan.used,
+            models.raw_types(snakemake.input.raw, features.columns),
         )
         card = {
             "dataset": params.dataset,
@@ -110,6 +117,7 @@ def main() -> None:
             "estimator": params.estimator,
             "params": dict(params.model_params) | (best["point"] if best else {}),
             "search": best and {k: best[k] for k in ("point_id", "point", "mean", "std", "metric")},
+            "overrides": overridden(params.model_params, best["point"]) if best else {},
         }
         with atomic_path(snakemake.output.model) as tmp:
             models.save(pipeline, features, tmp, sig, card=card)

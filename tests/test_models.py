@@ -14,7 +14,7 @@ from snakemake_logger_plugin_mlflow import jobs as plugin_jobs
 
 from snakeflow import models, registry
 from snakeflow.errors import UserError
-from support import flower_rows, to_csv
+from support import flower_rows, titanic_rows, to_csv
 from train import train_model
 
 
@@ -78,6 +78,45 @@ def test_model_saved_locally_logged_by_the_plugin_found_and_registered(tmp_path,
     uri, champion, loaded = models.load_champion("flowers", "champion")
     assert uri == "models:/flowers@champion" and champion.version == version.version
     assert (loaded.predict(raw) == pipeline.predict(raw)).all()
+
+
+def test_a_saved_model_takes_the_raw_csv_as_pandas_and_serving_read_it(tmp_path):
+    """Integer columns as int64, missing values as NaN (numbers and text), extra columns:
+    pyfunc's schema enforcement takes them with no dtype given, and so does the CSV parser
+    of ``mlflow models serve``."""
+    import io
+
+    from mlflow.pyfunc.scoring_server import parse_csv_input
+
+    raw = tmp_path / "raw.csv"
+    raw.write_bytes(to_csv(titanic_rows(200, seed=3)))
+    train = tmp_path / "train.csv"  # as clean makes it: no missing value left
+    pd.read_csv(raw).dropna(subset=["Age", "Embarked"]).drop(columns=["Cabin"]).to_csv(
+        train, index=False
+    )
+    pipeline, plan, features = train_model(
+        train,
+        name="m",
+        target="Survived",
+        estimator="sklearn.linear_model.LogisticRegression",
+        params={"max_iter": 500},
+        drop=[],
+        infer_drop=True,
+        seed=1,
+    )
+    types = models.raw_types(raw, features.columns)
+    assert types["Pclass"] == "long" and types["Age"] == "double" and types["Sex"] == "string"
+    sig = models.signature(
+        features, pipeline.predict(features.head(5)), plan.numeric, plan.used, types
+    )
+    models.save(pipeline, features, tmp_path / "model", sig)
+    model = mlflow.pyfunc.load_model(str(tmp_path / "model"))
+    rows = pd.read_csv(raw).drop(columns=["Survived"])
+    assert rows["Pclass"].dtype == "int64" and rows["Age"].isna().any()
+    assert rows["Embarked"].isna().any()
+    assert len(model.predict(rows)) == 200
+    served = parse_csv_input(io.StringIO(raw.read_text()), schema=model.metadata.get_input_schema())
+    assert len(model.predict(served.drop(columns=["Survived"]))) == 200
 
 
 def test_registry_tag_name_is_the_plugins():

@@ -27,9 +27,7 @@ def load_champion_in_fresh_process(workflow, name, csv_path, drop):
     code = (
         "import sys, mlflow, pandas as pd\n"
         f"model = mlflow.pyfunc.load_model('models:/{name}@champion')\n"
-        "schema = model.metadata.get_input_schema()\n"
-        "types = dict(zip(schema.input_names(), schema.pandas_types()))\n"
-        f"rows = pd.read_csv({str(csv_path)!r}, dtype=types).drop(columns=[{drop!r}])\n"
+        f"rows = pd.read_csv({str(csv_path)!r}).drop(columns=[{drop!r}])\n"  # as pandas reads it
         "print('PRED', len(rows), sorted(set(map(str, model.predict(rows)))))\n"
     )
     proc = subprocess.run(
@@ -321,9 +319,9 @@ def test_bad_estimator_is_named(workflow, http_server):
 
 def test_grid_points_are_search_jobs_and_the_best_is_refit(workflow, http_server):
     url = http_server.publish("pipe/grid.csv", to_csv(titanic_rows(300, seed=11)))
-    tree = {
+    tree = {  # the grid's max_depth overrides the fixed one for its points
         "estimator": "sklearn.tree.DecisionTreeClassifier",
-        "params": {},
+        "params": {"max_depth": 3},
         "grid": {"max_depth": [2, 4], "min_samples_leaf": [1, 5]},
     }
     workflow.configure(
@@ -342,6 +340,7 @@ def test_grid_points_are_search_jobs_and_the_best_is_refit(workflow, http_server
     (run,) = [r for r in search if r.data.tags["snakeflow.point"] == sorted(scores)[0]]
     point = scores[sorted(scores)[0]]
     assert run.data.params["point.max_depth"] == str(point["point"]["max_depth"])
+    assert run.data.params["overrides.max_depth"] == "3"  # the fixed value the point replaced
     assert run.data.metrics["cv.roc_auc.mean"] == pytest.approx(point["mean"])
 
     # the best mean; a tie goes to the smaller std, then to the smaller point id
@@ -352,6 +351,8 @@ def test_grid_points_are_search_jobs_and_the_best_is_refit(workflow, http_server
     card = json.loads((workflow.path / "results/titanic/models/tree/card.json").read_text())
     assert card["search"]["point_id"] == best["point_id"]
     assert card["params"] == best["point"]
+    assert card["overrides"] == {"max_depth": 3}
+    assert train.data.params["search.overrides.max_depth"] == "3"
 
     # a changed value: only its points run again; an added value: only the new points
     tree["grid"]["max_depth"] = [2, 6]

@@ -84,6 +84,12 @@ def plan_features(
     return FeaturePlan(numeric, categorical, dropped)
 
 
+def overridden(params: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:
+    """The fixed ``params`` a grid ``point`` replaces (the point's value wins): what the
+    search and train runs record as ``overrides``."""
+    return {k: params[k] for k in point if k in params}
+
+
 def make_estimator(name: str, path: str, params: dict[str, Any], *, seed: int, threads: int):
     """Import ``path`` (e.g. ``sklearn.ensemble.RandomForestClassifier``) and build it.
 

@@ -27,21 +27,58 @@ from .registry import champion_version
 __all__ = ["load_champion", "load_local", "save", "signature"]
 
 
-def signature(frame: pd.DataFrame, predictions, numeric: list[str], used: list[str]):
-    """Input schema of raw CSV rows: every column by name, numbers as double, text as string.
+def raw_types(raw_csv: str | os.PathLike[str], columns) -> dict[str, str]:
+    """The MLflow type of each of ``columns`` as pandas reads them from the raw CSV (what a
+    user of the model passes it): ``long`` for a column of integers without a missing value,
+    ``double`` for other numbers, ``string`` for text."""
+    wanted = set(columns)
+    frame = pd.read_csv(raw_csv, usecols=lambda c: c in wanted)
+    types = {}
+    for col in frame.columns:
+        dtype = frame[col].dtype
+        if pd.api.types.is_integer_dtype(dtype):
+            types[col] = "long"
+        elif pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+            types[col] = "double"
+        else:
+            types[col] = "string"
+    return types
 
-    Numbers are doubles: an integer column read with a missing value is float, and ints
-    convert to doubles safely, so both kinds of batch are accepted (also by ``mlflow models
-    serve``, which reads CSV with these types). Columns the model does not use are optional.
+
+def signature(
+    frame: pd.DataFrame,
+    predictions,
+    numeric: list[str],
+    used: list[str],
+    types: dict[str, str] | None = None,
+):
+    """Input schema of raw CSV rows: every column by name, typed as pandas reads the raw file
+    (``types``, from :func:`raw_types`: integers as long, other numbers as double, text as
+    string), so that ``pd.read_csv`` of a file like it predicts as it is, and ``mlflow models
+    serve`` parses CSV rows with the same types. A missing value is accepted in any double or
+    string column (the model imputes it). Without ``types``, every number is a double.
+    Columns the model does not use are optional.
     """
-    with warnings.catch_warnings():  # the integer-column hint: numbers are doubles below
+    with warnings.catch_warnings():  # the integer-column hint: types are set below
         warnings.simplefilter("ignore", UserWarning)
         outputs = infer_signature(frame.head(5), predictions).outputs
     specs = []
     for col in frame.columns:
         number = col in numeric or pd.api.types.is_numeric_dtype(frame[col])
-        specs.append(ColSpec("double" if number else "string", col, required=col in used))
+        kind = (types or {}).get(col) or ("double" if number else "string")
+        specs.append(ColSpec(kind, col, required=col in used))
     return ModelSignature(inputs=Schema(specs), outputs=outputs)
+
+
+def example(frame: pd.DataFrame, sig: ModelSignature) -> pd.DataFrame:
+    """The first rows of ``frame`` with the signature's types (the input example)."""
+    rows = frame.head(5).copy()
+    for spec in sig.inputs.inputs:
+        if spec.name in rows.columns and str(spec.type) in ("long", "double"):
+            rows[spec.name] = rows[spec.name].astype(
+                "int64" if str(spec.type) == "long" else "float64"
+            )
+    return rows
 
 
 # What a saved model needs to load: pip package -> the module it provides.
@@ -88,7 +125,7 @@ def save(
         str(dst),
         serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
         signature=sig,
-        input_example=frame.head(5),
+        input_example=example(frame, sig),
         skops_trusted_types=trusted,
         pip_requirements=requirements(),
         metadata={

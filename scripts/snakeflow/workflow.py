@@ -140,14 +140,14 @@ def all_points(config: dict) -> list[str]:
 
 def check_grids(config: dict) -> None:
     """Stop at parse time, with one line naming the model and key, on a grid that cannot run:
-    a value that is not a list, an empty list, or more points than ``cv.max_points``."""
+    a value that is not a list, an empty list, or more points than ``cv.max_points``. A grid
+    key may also be in the model's ``params``: the grid's value wins for its point (as in
+    scikit-learn's own grid search), and the search and train runs record what it replaced."""
     for name, spec in config["models"].items():
         grid = spec.get("grid") or {}
         for key, values in grid.items():
             if not isinstance(values, list) or not values:
                 _stop(f"models.{name}.grid.{key}: give a non-empty list of values, e.g. [1, 2]")
-            if key in (spec.get("params") or {}):
-                _stop(f"models.{name}.grid.{key}: also fixed in models.{name}.params; keep one")
         points = 1
         for values in grid.values():
             points *= len(values)

@@ -228,6 +228,9 @@ class TrackingServer:
                 **os.environ,
                 "MLFLOW_FLASK_SERVER_SECRET_KEY": os.urandom(16).hex(),
                 "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                # no background job consumers (online scoring, trace archival): the tests
+                # use none of them, and they take the CPU the workflows under test need
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             },
             start_new_session=True,
         )
