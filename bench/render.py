@@ -95,6 +95,51 @@ def rows(results: dict) -> list[tuple[str, str, str, str, str]]:
             "met" if g["incremental_jobs"] == expected else "missed",
         ),
     ]
+    return out + logger_rows(results.get("logger"))
+
+
+def logger_rows(lg: dict | None) -> list[tuple[str, str, str, str, str]]:
+    """The logger plugin's rows: a foreign workflow of trivial jobs with and without it."""
+    if not lg:
+        return []
+    out = []
+    for store, limit in (("sqlite", 1.10), ("server", 1.25)):
+        r = lg[store]
+        pending = max(c["pending_at_exit"] for c in r["checks"])
+        requests = f", {r['requests_per_job']:.1f} requests/job" if "requests_per_job" in r else ""
+        out.append(
+            (
+                f"{r['jobs']} shell jobs, --logger mlflow vs none, {store}",
+                f"{r['logger_s']['median']:.1f} s / {r['plain_s']['median']:.1f} s; "
+                f"{pending} pending at exit{requests}",
+                f"{r['ratio']:.2f}x (reps {_range(r['ratio_per_rep'])})",
+                f"<= {limit:.2f}x",
+                _status(r["ratio"], limit),
+            )
+        )
+    big = lg.get("sqlite_big")
+    if big:
+        out.append(
+            (
+                f"{big['jobs']} shell jobs on sqlite: writer time per job",
+                f"{big['logger_s']:.0f} s; {big['job_runs_finished']} runs FINISHED, "
+                f"{big['pending_at_exit']} pending; CPU {big['writer_cpu_ms_per_job']:.1f} ms",
+                f"{big['writer_ms_per_job']:.1f} ms",
+                "< 5 ms",
+                _status(big["writer_ms_per_job"], 5),
+            )
+        )
+    small, large = lg["replay"]
+    out.append(
+        (
+            "replay of pending entries (store down, then a no-op)",
+            f"{small['pending_before']}: {small['replay_s']:.1f} s; "
+            f"{large['pending_before']}: {large['replay_s']:.1f} s",
+            f"{large['ms_per_entry']:.0f} ms/entry ({lg['replay_linearity']:.2f}x of the small)",
+            "linear",
+            _status(lg["replay_linearity"], 1.5),
+        )
+    )
     return out
 
 

@@ -49,6 +49,25 @@ def test_redact_hides_credentials_and_signatures():
     assert urls.redact("data/raw.csv") == "data/raw.csv"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://bob:pa55@bucket.example.com/d.csv?X-Amz-Signature=abc&version=3",
+        "https://ghp_T0K3N@example.com/a.csv",
+        "http://127.0.0.1:8000/a%20b.csv?token=&x=1/2#access_token=zz",
+        "https://example.com/plain.csv",
+        "file:///data/raw.csv",
+        "data/raw.csv",
+    ],
+)
+def test_the_jobs_and_the_logger_plugin_redact_a_url_alike(url):
+    """Jobs run in rule environments without the plugin, so they have their own redactor;
+    both must record a URL the same way."""
+    from snakemake_logger_plugin_mlflow.values import redact
+
+    assert urls.redact(url) == redact(url)
+
+
 def test_url_digest_is_stable_and_distinct():
     assert urls.url_digest("a") == urls.url_digest("a") != urls.url_digest("b")
     assert len(urls.url_digest("a")) == 64

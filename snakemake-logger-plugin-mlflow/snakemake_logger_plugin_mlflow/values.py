@@ -14,7 +14,7 @@ import posixpath
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 MAX_KEY = 250  # MLflow's MAX_ENTITY_KEY_LENGTH
 MAX_PARAM = 6000  # MLflow's MAX_PARAM_VAL_LENGTH
@@ -53,7 +53,9 @@ _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
 
 
 def redact_url(text: str) -> str:
-    """A URL without its password and without the values of secret query parameters."""
+    """A URL without its user info (a password, or a token given as the user) and without
+    the values of secret query parameters or its fragment (the same output as the jobs'
+    own redactor in the snakeflow project, which a test there keeps equal)."""
     try:
         parts = urlsplit(text)
     except ValueError:
@@ -62,13 +64,16 @@ def redact_url(text: str) -> str:
         return text
     netloc = parts.netloc
     if "@" in netloc:
-        user, host = netloc.rsplit("@", 1)
-        netloc = f"{user.split(':', 1)[0]}:REDACTED@{host}" if user else host
-    query = urlencode(
-        [(k, "REDACTED" if _SECRET_PARAM.search(k) else v) for k, v in parse_qsl(parts.query)],
-        safe="",
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        netloc = f"REDACTED@{netloc.rsplit('@', 1)[1]}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode(
+            [(k, "REDACTED" if _SECRET_PARAM.search(k) else v) for k, v in pairs],
+            quote_via=quote,
+            safe="/",
+        )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def redact(text: str) -> str:
