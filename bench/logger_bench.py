@@ -49,21 +49,25 @@ def pending(wf: Path) -> int:
 
 
 def runs(db: Path) -> dict:
-    """What a store holds: parents, job runs by status, and the latest parent's metrics."""
+    """What a store holds under its latest invocation's run: the job runs by status, and
+    that parent's ``mlflow_logger.*`` metrics; and how many invocation runs there are."""
     with sqlite3.connect(db) as con:
         parents = con.execute(
-            "SELECT run_uuid FROM tags WHERE key = 'snakemake.kind' AND value = 'invocation'"
+            "SELECT r.run_uuid FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
+            "AND t.key = 'snakemake.kind' AND t.value = 'invocation' ORDER BY r.start_time"
         ).fetchall()
+        latest = parents[-1][0] if parents else ""
         by_status = dict(
             con.execute(
                 "SELECT r.status, COUNT(*) FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
-                "AND t.key = 'snakemake.kind' AND t.value = 'job' GROUP BY r.status"
+                "AND t.key = 'mlflow.parentRunId' AND t.value = ? GROUP BY r.status",
+                (latest,),
             ).fetchall()
         )
         metrics = dict(
             con.execute(
-                "SELECT m.key, m.value FROM metrics m JOIN runs r ON r.run_uuid = m.run_uuid "
-                "WHERE m.key LIKE 'mlflow_logger.%' ORDER BY r.start_time"
+                "SELECT key, value FROM metrics WHERE run_uuid = ? AND key LIKE 'mlflow_logger.%'",
+                (latest,),
             ).fetchall()
         )
     return {"parents": len(parents), "jobs": by_status, "logger_metrics": metrics}
@@ -169,38 +173,35 @@ def paired(tmp: Path, name: str, n: int, reps: int, store, plugin: Path | None) 
 
 
 def replay(tmp: Path, n: int, plugin: Path | None) -> dict:
-    """``n`` jobs whose store goes down once the invocation's run exists (their entries stay
-    pending), then, with the store back, a no-op that logs them: its time."""
-    root = tmp / f"replay-{n}"
-    server = MlflowServer(root / "server")
-    wf = manyjobs(root / "wf")
+    """``n`` jobs whose SQLite store is locked by another process from the moment the
+    invocation's run exists to the end (the writer cannot log: their entries stay pending),
+    then, with the lock released, a no-op that logs them: its time against a no-op with
+    nothing pending."""
+    wf = manyjobs(tmp / f"replay-{n}")
+    db, uri = wf / "mlflow.db", f"sqlite:///{wf}/mlflow.db"
     cmd = command(n, True, "--logger-mlflow-drain-timeout", "3")
     proc = subprocess.Popen(
-        cmd,
-        cwd=wf,
-        env=env(server.url, plugin),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
+        cmd, cwd=wf, env=env(uri, plugin), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
     )
     deadline = time.time() + 120
-    while time.time() < deadline and not runs_exist(server.db):
+    while time.time() < deadline and not runs_exist(db):
         time.sleep(0.05)
-    port = server.port
-    server.stop()  # down for the rest of the run
-    if proc.wait() != 0:
-        raise RuntimeError(f"{cmd} failed in {wf}")
-    left = pending(wf)
-    server = MlflowServer(root / "server", port)
-    noop = [SNAKEMAKE, "--cores", "2", "--config", f"jobs={n}", *LOGGER]
+    lock = sqlite3.connect(db, timeout=60, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # the store is down for the rest of the run
     try:
-        seconds, _, _ = timed(noop, wf, env(server.url, plugin))
-        state = runs(server.db)
-        bare, _, _ = timed(noop, wf, env(server.url, plugin))  # nothing pending now
+        if proc.wait() != 0:
+            raise RuntimeError(f"{cmd} failed in {wf}")
     finally:
-        server.stop()
+        lock.execute("ROLLBACK")
+        lock.close()
+    left = pending(wf)
+    noop = [SNAKEMAKE, "--cores", "2", "--config", f"jobs={n}", *LOGGER]
+    seconds, _, _ = timed(noop, wf, env(uri, plugin))
+    state = runs(db)
+    bare, _, _ = timed(noop, wf, env(uri, plugin))  # nothing pending now
     if pending(wf) or state["jobs"].get("FINISHED", 0) != n:
         raise RuntimeError(f"replay of {left}: {pending(wf)} left, runs {state['jobs']}")
-    shutil.rmtree(root)
+    shutil.rmtree(wf)
     return {
         "pending_before": left,
         "noop_with_replay_s": seconds,
@@ -218,27 +219,31 @@ def runs_exist(db: Path) -> bool:
         return False
 
 
-def bench_logger(tmp: Path, plugin: Path | None, reps: int, big: int) -> dict:
-    """Every figure of the logger section."""
-    res: dict = {}
-
-    def sqlite_store(wf: Path):
+def bench_logger_sqlite(tmp: Path, plugin: Path | None, reps: int) -> dict:
+    def store(wf: Path):
         return f"sqlite:///{wf}/mlflow.db", wf / "mlflow.db", None
 
-    res["sqlite"] = paired(tmp, "sqlite", 1000, reps, sqlite_store, plugin)
+    return paired(tmp, "sqlite", 1000, reps, store, plugin)
+
+
+def bench_logger_server(tmp: Path, plugin: Path | None, reps: int) -> dict:
     server = MlflowServer(tmp / "server")
     try:
-        res["server"] = paired(
+        return paired(
             tmp, "server", 1000, reps, lambda wf: (server.url, server.db, server.requests), plugin
         )
     finally:
         server.stop()
-    res["replay"] = [replay(tmp, n, plugin) for n in (250, 1000)]
-    small, large = res["replay"]
-    res["replay_linearity"] = large["ms_per_entry"] / small["ms_per_entry"]
-    if big:
-        wf = manyjobs(tmp / "big")
-        seconds, _, _ = timed(command(big, True), wf, env(f"sqlite:///{wf}/mlflow.db", plugin))
-        res["sqlite_big"] = {"jobs": big, "logger_s": seconds} | _checked(wf, wf / "mlflow.db", big)
-        shutil.rmtree(wf)
-    return res
+
+
+def bench_logger_replay(tmp: Path, plugin: Path | None) -> dict:
+    small, large = (replay(tmp, n, plugin) for n in (250, 1000))
+    return {"runs": [small, large], "linearity": large["ms_per_entry"] / small["ms_per_entry"]}
+
+
+def bench_logger_big(tmp: Path, plugin: Path | None, jobs: int) -> dict:
+    wf = manyjobs(tmp / "big")
+    seconds, _, _ = timed(command(jobs, True), wf, env(f"sqlite:///{wf}/mlflow.db", plugin))
+    out = {"jobs": jobs, "logger_s": seconds} | _checked(wf, wf / "mlflow.db", jobs)
+    shutil.rmtree(wf)
+    return out

@@ -95,16 +95,16 @@ def rows(results: dict) -> list[tuple[str, str, str, str, str]]:
             "met" if g["incremental_jobs"] == expected else "missed",
         ),
     ]
-    return out + logger_rows(results.get("logger"))
+    return out + logger_rows(results)
 
 
-def logger_rows(lg: dict | None) -> list[tuple[str, str, str, str, str]]:
+def logger_rows(results: dict) -> list[tuple[str, str, str, str, str]]:
     """The logger plugin's rows: a foreign workflow of trivial jobs with and without it."""
-    if not lg:
-        return []
     out = []
     for store, limit in (("sqlite", 1.10), ("server", 1.25)):
-        r = lg[store]
+        r = results.get(f"logger_{store}")
+        if not r:
+            continue
         pending = max(c["pending_at_exit"] for c in r["checks"])
         requests = f", {r['requests_per_job']:.1f} requests/job" if "requests_per_job" in r else ""
         out.append(
@@ -117,7 +117,7 @@ def logger_rows(lg: dict | None) -> list[tuple[str, str, str, str, str]]:
                 _status(r["ratio"], limit),
             )
         )
-    big = lg.get("sqlite_big")
+    big = results.get("logger_big")
     if big:
         out.append(
             (
@@ -129,18 +129,76 @@ def logger_rows(lg: dict | None) -> list[tuple[str, str, str, str, str]]:
                 _status(big["writer_ms_per_job"], 5),
             )
         )
-    small, large = lg["replay"]
-    out.append(
-        (
-            "replay of pending entries (store down, then a no-op)",
-            f"{small['pending_before']}: {small['replay_s']:.1f} s; "
-            f"{large['pending_before']}: {large['replay_s']:.1f} s",
-            f"{large['ms_per_entry']:.0f} ms/entry ({lg['replay_linearity']:.2f}x of the small)",
-            "linear",
-            _status(lg["replay_linearity"], 1.5),
+    replay = results.get("logger_replay")
+    if replay:
+        small, large = replay["runs"]
+        out.append(
+            (
+                "replay of pending entries (store down, then a no-op)",
+                f"{small['pending_before']}: {small['replay_s']:.1f} s; "
+                f"{large['pending_before']}: {large['replay_s']:.1f} s",
+                f"{large['ms_per_entry']:.0f} ms/entry ({replay['linearity']:.2f}x the small's)",
+                "linear",
+                _status(replay["linearity"], 1.5),
+            )
         )
-    )
     return out
+
+
+def logger_text(results: dict) -> str:
+    """How the logger rows were measured, and what each run cost."""
+    sq, sv = results.get("logger_sqlite"), results.get("logger_server")
+    if not sq or not sv:
+        return ""
+    lines = [
+        "## The logger plugin at scale\n",
+        f"`bench/programs/manyjobs`: {sq['jobs']} trivial shell jobs (one output, one log "
+        "each) at `--cores 2`, each run in a fresh copy with a fresh store, without and with "
+        f"`--logger mlflow` in balanced order ({sq['reps']} pairs), wall time to exit (the "
+        "drain included). Every run with the logger is checked: zero entries pending in "
+        "`.snakemake/mlflow/pending` at exit, every job's run FINISHED under one parent.\n",
+        f"- SQLite: {_samples(sq)}; writer time {sq['writer_ms_per_job']:.1f} ms per job, of "
+        f"which {sq['writer_cpu_ms_per_job']:.1f} ms CPU (the rest waits for the disk's "
+        "commit or for the GIL, which the writer shares with Snakemake's own loop).",
+        f"- `mlflow server` (SQLite backend, 2 workers, on the same two cores): {_samples(sv)}; "
+        f"{sv.get('requests_per_job', 0):.1f} requests per job; writer time "
+        f"{sv['writer_ms_per_job']:.0f} ms per job over 4 threads "
+        f"({sv['writer_cpu_ms_per_job']:.1f} ms CPU).",
+    ]
+    big = results.get("logger_big")
+    if big:
+        lines.append(
+            f"- {big['jobs']} jobs on SQLite: {big['logger_s']:.0f} s, "
+            f"{big['job_runs_finished']} runs FINISHED, {big['pending_at_exit']} pending at "
+            f"exit; writer {big['writer_ms_per_job']:.1f} ms per job "
+            f"({big['writer_cpu_ms_per_job']:.1f} ms CPU)."
+        )
+    for r in results.get("logger_replay", {}).get("runs", []):
+        lines.append(
+            f"- Replay: {r['pending_before']} entries left by a run whose SQLite store was "
+            f"locked by another process once its parent run existed, logged by the next "
+            f"(no-op) invocation: "
+            f"{r['noop_with_replay_s']:.1f} s against {r['noop_s']:.1f} s for a no-op with "
+            f"nothing pending ({r['ms_per_entry']:.0f} ms per entry)."
+        )
+    return "\n".join(lines) + "\n\n"
+
+
+def _separately(results: dict) -> str:
+    """Sections measured in another run (``bench/run.py --only``) than the latest."""
+    other = [
+        f"{name} on {m['date']} (`{m['measured']}`)"
+        for name, m in results.get("section_measured", {}).items()
+        if m["measured"] != results["measured"] or m["date"][:10] != results["date"][:10]
+    ]
+    return f" Measured separately: {'; '.join(other)}." if other else ""
+
+
+def _samples(r: dict) -> str:
+    pairs = ", ".join(
+        f"{a:.1f}/{b:.1f}" for a, b in zip(r["logger_s"]["samples"], r["plain_s"]["samples"])
+    )
+    return f"with/without the logger {pairs} s ({r['ratio']:.2f}x)"
 
 
 def markdown_table(head: tuple[str, ...], body: list[tuple]) -> str:
@@ -232,7 +290,7 @@ def write_markdown(results: dict, path: str) -> None:
         f"`{results['measured']}` ({results['seconds'] / 60:.1f} min; `make bench`; load "
         f"average {results['load_before']:.1f} before, {results['load_after']:.1f} after). "
         f"Medians of alternating runs (reps: the range of the per-repetition ratios); "
-        f"ratios matter, seconds vary with the machine's load.\n\n"
+        f"ratios matter, seconds vary with the machine's load.{_separately(results)}\n\n"
         f"{table(results)}\n\n"
         f"## Per-job overhead, by step\n\n"
         f"The full pipeline on `--cores 1` ({j['jobs']} jobs, {j['pipeline_s']:.1f} s). "
@@ -257,5 +315,6 @@ def write_markdown(results: dict, path: str) -> None:
         f"{old_new_table(results)}\n\n"
         f"Where snakeflow's download + clean goes, against MLflow Projects (means): "
         f"{_timeline(results['vs_mlflow_projects'], 'snakeflow')}\n\n"
+        f"{logger_text(results)}"
         f"Raw numbers: `bench/results.json`.\n\n{ANALYSIS.read_text()}"
     )

@@ -3,7 +3,7 @@
     .venv/bin/python bench/run.py                  # everything, on HEAD (11-13 minutes)
     .venv/bin/python bench/run.py --quick          # skip the 10 M-row scale test
     .venv/bin/python bench/run.py --worktree       # the working tree's files instead of HEAD
-    .venv/bin/python bench/run.py --only logger    # one section, merged into results.json
+    .venv/bin/python bench/run.py --only logger_sqlite  # one section, into results.json
 
 Prints a table, writes bench/results.json and (with --markdown) BENCHMARKS.md. Compared
 commands run in the same session, alternating, and report medians with their ranges: this
@@ -47,10 +47,26 @@ from harness import (
     titanic_csv,
     workflow_copy,
 )
-from logger_bench import bench_logger
+from logger_bench import (
+    bench_logger_big,
+    bench_logger_replay,
+    bench_logger_server,
+    bench_logger_sqlite,
+)
 from render import table, write_markdown
 
-SECTIONS = ("jobs", "noop", "vs_old", "vs_mlflow_projects", "scale", "grid", "logger")
+SECTIONS = (
+    "jobs",
+    "noop",
+    "vs_old",
+    "vs_mlflow_projects",
+    "scale",
+    "grid",
+    "logger_sqlite",
+    "logger_server",
+    "logger_replay",
+    "logger_big",
+)
 OLD_DESIGN = "e1c7ab4"  # every job imported MLflow and wrote to the tracking store itself
 STEPS = ("download", "clean", "split", "train", "evaluate", "register", "predict")
 MODELS3 = {  # the default config's three models, without forest's grid (e1c7ab4 has none)
@@ -354,7 +370,7 @@ def main() -> None:
     rev = None if args.worktree else args.rev
     started = time.time()
     kept = json.loads(Path(args.out).read_text()) if args.only and Path(args.out).exists() else {}
-    results: dict = kept | {
+    this_run = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // 2**30}"
@@ -362,6 +378,8 @@ def main() -> None:
         "measured": describe(rev),
         "load_before": os.getloadavg()[0],
     }
+    # with --only, the header stays the full run's; each section says when it was measured
+    results: dict = kept or this_run
     with tempfile.TemporaryDirectory(prefix="snakeflow-bench-") as tmp_name:
         tmp = Path(tmp_name)
         designs = Designs(tmp, rev)
@@ -378,6 +396,10 @@ def main() -> None:
             begun = time.perf_counter()
             results[name] = fn(*fn_args)
             results.setdefault("section_s", {})[name] = time.perf_counter() - begun
+            results.setdefault("section_measured", {})[name] = {
+                "date": this_run["date"],
+                "measured": this_run["measured"],
+            }
             results.setdefault("load_after_section", {})[name] = os.getloadavg()[0]
             Path(args.out).write_text(json.dumps(results, indent=2) + "\n")  # so far
 
@@ -392,11 +414,15 @@ def main() -> None:
             sizes = (1_000_000,) if args.quick else (1_000_000, 10_000_000)
             section("scale", lambda: [bench_scale(tmp, designs, server, www, n) for n in sizes])
             section("grid", bench_grid_and_incremental, tmp, designs, url)
-            section("logger", bench_logger, tmp, designs.plugin, 2, args.big)
+            section("logger_sqlite", bench_logger_sqlite, tmp, designs.plugin, 2)
+            section("logger_server", bench_logger_server, tmp, designs.plugin, 2)
+            section("logger_replay", bench_logger_replay, tmp, designs.plugin)
+            section("logger_big", bench_logger_big, tmp, designs.plugin, args.big)
         finally:
             server.close()
-    results["load_after"] = os.getloadavg()[0]
-    results["seconds"] = time.time() - started
+    if not kept:
+        results["load_after"] = os.getloadavg()[0]
+        results["seconds"] = time.time() - started
     print(table(results))
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     if args.markdown:
