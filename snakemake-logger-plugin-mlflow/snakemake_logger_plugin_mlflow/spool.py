@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 SPOOL_DIR = Path(".snakemake") / "mlflow" / "pending"
+_MADE: set[Path] = set()  # spool directories made by this process (one mkdir each)
 
 
 def _file(spool: Path, key: str) -> Path:
@@ -24,10 +25,17 @@ def _file(spool: Path, key: str) -> Path:
 
 def put(spool: Path, entry: dict[str, Any]) -> Path:
     """Write ``entry`` (which has a ``key``) to the spool; replaces an older one of that key."""
-    spool.mkdir(parents=True, exist_ok=True)
+    if spool not in _MADE:
+        spool.mkdir(parents=True, exist_ok=True)
+        _MADE.add(spool)
     path = _file(spool, entry["key"])
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    tmp.write_text(json.dumps(entry, default=str))
+    text = json.dumps(entry, default=str)
+    try:
+        tmp.write_text(text)
+    except FileNotFoundError:  # the directory was removed meanwhile
+        spool.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text)
     os.replace(tmp, path)
     return path
 
