@@ -34,8 +34,10 @@ from .channel import MESSAGE_PREFIX
 HTTP_LANES = 4  # writer threads for an HTTP tracking server
 JOB_ITEMS = ("start", "tag", "finish")  # items of one job: (kind, entry or key, ...)
 MAX_BATCH = 500  # job items written in one transaction, at most
-# How long a SQLite lane waits for more job items before it writes a batch: a commit costs
-# a few milliseconds of disk sync whatever it holds, so a run appears up to this much later.
+# How long a SQLite lane waits for more job ends before it writes a batch: a commit costs
+# a few milliseconds of disk sync whatever it holds, so a run's end appears up to this much
+# later. A job's start is never held back: a job killed with snakemake must have its run
+# (the next invocation marks it KILLED); its end is safe on disk in the spool meanwhile.
 LINGER = 0.5
 
 
@@ -141,7 +143,8 @@ class Writer:
                 continue
             batch = [item]  # the job items queued now: one transaction where the store allows
             bulk = self.jobs is not None and self.jobs.bulk is not None
-            deadline = time.monotonic() + (LINGER if bulk else 0.0)
+            linger = bulk and item[0] != "start"
+            deadline = time.monotonic() + (LINGER if linger else 0.0)
             while len(batch) < MAX_BATCH:
                 wait = deadline - time.monotonic()
                 try:
@@ -151,6 +154,8 @@ class Writer:
                 if held is None or held[0] not in JOB_ITEMS:
                     break
                 batch.append(held)
+                if held[0] == "start":
+                    deadline = 0.0  # a started job's run is not held back
                 held = None
             if not self._write(batch):
                 return
