@@ -1,6 +1,7 @@
-"""snakeflow: an MLflow-tracked ML pipeline as a Snakemake workflow.
+"""snakeflow: MLflow-tracked ML pipelines as one Snakemake workflow.
 
-download -> clean -> split -> train (one job per model) -> evaluate -> register -> predict;
+For every configured dataset (the {dataset} wildcard): download -> clean -> split ->
+search and train (one job per model and grid point) -> evaluate -> register -> predict;
 every job is one MLflow run nested under the invocation's parent run.
 """
 
@@ -16,12 +17,12 @@ configfile: "config.yaml"
 
 sf.coerce_cli_values(config, workflow.source_path("schemas/config.schema.json"))
 validate(config, "schemas/config.schema.json")
+DATASETS = sf.resolve_datasets(config)
 sf.check_grids(config)
 sf.export_tracking_env(config)
 
-DATASET = config["dataset"]
 MODELS = sorted(config["models"])
-RESULTS = f"results/{DATASET}"
+RESULTS = "results/{dataset}"
 
 
 report: "report/workflow.rst"
@@ -32,6 +33,7 @@ localrules:
 
 
 wildcard_constraints:
+    dataset=sf.NAME,  # an unconfigured name stops with the list of configured ones
     model=sf.one_of(MODELS),
     point=sf.one_of(sf.all_points(config)) or "p[0-9a-f]{10}",
 
@@ -44,24 +46,24 @@ envvars:
 rule all:
     default_target: True
     input:
-        f"{RESULTS}/predictions.csv",
+        expand(f"{RESULTS}/predictions.csv", dataset=sorted(DATASETS)),
 
 
 rule download:
     input:
-        **sf.download_input(config),
+        unpack(sf.download_input(DATASETS)),
     output:
-        csv=f"data/raw/{DATASET}.csv",
+        csv="data/raw/{dataset}.csv",
     log:
-        **sf.logs("download", DATASET),
+        **sf.logs("download", "{dataset}"),
     benchmark:
-        f"benchmarks/download/{DATASET}.tsv"
+        "benchmarks/download/{dataset}.tsv"
     conda:
         "envs/download.yaml"
     params:
-        dataset=DATASET,
-        url_sha256=sf.data_url_digest(config),
-        sha256_pin=config["data_sha256"],
+        dataset="{dataset}",
+        url_sha256=sf.url_digest(DATASETS),
+        sha256_pin=sf.setting(DATASETS, "sha256"),
         timeout=config["download"]["timeout"],
         attempts=config["download"]["attempts"],
         backoff=config["download"]["backoff"],
@@ -70,23 +72,25 @@ rule download:
         "scripts/download.py"
 
 
-rule clean:
+checkpoint clean:
     input:
         csv=rules.download.output.csv,
     output:
-        csv=f"data/clean/{DATASET}.csv",
+        task="data/clean/{dataset}.task.json",
+        csv="data/clean/{dataset}.csv",
     log:
-        **sf.logs("clean", DATASET),
+        **sf.logs("clean", "{dataset}"),
     benchmark:
-        f"benchmarks/clean/{DATASET}.tsv"
+        "benchmarks/clean/{dataset}.tsv"
     conda:
         "envs/clean.yaml"
     params:
-        dataset=DATASET,
-        target=config["target"],
-        drop_columns=config["clean"]["drop_columns"],
-        dropna=config["clean"]["dropna"],
-        drop_duplicates=config["clean"]["drop_duplicates"],
+        dataset="{dataset}",
+        target=sf.setting(DATASETS, "target"),
+        task=sf.setting(DATASETS, "task"),
+        drop_columns=sf.setting(DATASETS, "clean", "drop_columns"),
+        dropna=sf.setting(DATASETS, "clean", "dropna"),
+        drop_duplicates=sf.setting(DATASETS, "clean", "drop_duplicates"),
     script:
         "scripts/clean.py"
 
@@ -94,20 +98,22 @@ rule clean:
 rule split:
     input:
         csv=rules.clean.output.csv,
+        task=rules.clean.output.task,
     output:
-        train=f"data/split/{DATASET}/train.csv",
-        test=f"data/split/{DATASET}/test.csv",
+        train="data/split/{dataset}/train.csv",
+        test="data/split/{dataset}/test.csv",
     log:
-        **sf.logs("split", DATASET),
+        **sf.logs("split", "{dataset}"),
     benchmark:
-        f"benchmarks/split/{DATASET}.tsv"
+        "benchmarks/split/{dataset}.tsv"
     conda:
         "envs/split.yaml"
     params:
-        dataset=DATASET,
-        target=config["target"],
-        test_size=config["split"]["test_size"],
-        seed=config["split"]["seed"],
+        dataset="{dataset}",
+        target=sf.setting(DATASETS, "target"),
+        task=sf.task_of(DATASETS, checkpoints.clean),
+        test_size=sf.setting(DATASETS, "split", "test_size"),
+        seed=sf.setting(DATASETS, "split", "seed"),
     script:
         "scripts/split.py"
 
@@ -115,26 +121,28 @@ rule split:
 rule search:
     input:
         csv=rules.split.output.train,
+        task=rules.clean.output.task,
     output:
         score=f"{RESULTS}/search/{{model}}/{{point}}.json",
     log:
-        **sf.logs("search", f"{DATASET}/{{model}}/{{point}}"),
+        **sf.logs("search", "{dataset}/{model}/{point}"),
     benchmark:
-        f"benchmarks/search/{DATASET}/{{model}}/{{point}}.tsv"
+        "benchmarks/search/{dataset}/{model}/{point}.tsv"
     conda:
         "envs/search.yaml"
     threads: config["train"]["threads"]
     params:
-        dataset=DATASET,
-        target=config["target"],
+        dataset="{dataset}",
+        target=sf.setting(DATASETS, "target"),
+        task=sf.task_of(DATASETS, checkpoints.clean),
         estimator=sf.model_setting(config, "estimator"),
         model_params=sf.model_setting(config, "params"),
         point=sf.point_setting(config),
         folds=config["cv"]["folds"],
-        metric=config["register"]["metric"],
-        drop=config["features"]["drop"],
-        infer_drop=config["features"]["infer_drop"],
-        seed=config["split"]["seed"],
+        metric=sf.metric_of(DATASETS, checkpoints.clean),
+        drop=sf.setting(DATASETS, "features", "drop"),
+        infer_drop=sf.setting(DATASETS, "features", "infer_drop"),
+        seed=sf.setting(DATASETS, "split", "seed"),
     script:
         "scripts/search.py"
 
@@ -142,26 +150,28 @@ rule search:
 rule train:
     input:
         csv=rules.split.output.train,
+        task=rules.clean.output.task,
         raw=rules.download.output.csv,  # the signature types columns as pandas reads it
         search=sf.search_results(config, rules.search.output.score),
     output:
         model=directory(f"{RESULTS}/models/{{model}}"),
     log:
-        **sf.logs("train", f"{DATASET}/{{model}}"),
+        **sf.logs("train", "{dataset}/{model}"),
     benchmark:
-        f"benchmarks/train/{DATASET}/{{model}}.tsv"
+        "benchmarks/train/{dataset}/{model}.tsv"
     conda:
         "envs/train.yaml"
     threads: config["train"]["threads"]
     params:
-        dataset=DATASET,
-        target=config["target"],
+        dataset="{dataset}",
+        target=sf.setting(DATASETS, "target"),
+        task=sf.task_of(DATASETS, checkpoints.clean),
         estimator=sf.model_setting(config, "estimator"),
         model_params=sf.model_setting(config, "params"),
-        drop=config["features"]["drop"],
-        infer_drop=config["features"]["infer_drop"],
-        seed=config["split"]["seed"],
-        metric=config["register"]["metric"],
+        drop=sf.setting(DATASETS, "features", "drop"),
+        infer_drop=sf.setting(DATASETS, "features", "infer_drop"),
+        seed=sf.setting(DATASETS, "split", "seed"),
+        metric=sf.metric_of(DATASETS, checkpoints.clean),
     script:
         "scripts/train.py"
 
@@ -170,68 +180,67 @@ rule evaluate:
     input:
         model=rules.train.output.model,
         test=rules.split.output.test,
+        task=rules.clean.output.task,
     output:
         metrics=f"{RESULTS}/metrics/{{model}}.json",
-        confusion=report(
-            f"{RESULTS}/plots/{{model}}/confusion_matrix.png",
-            caption="report/confusion.rst",
+        plots=report(
+            directory(f"{RESULTS}/plots/{{model}}"),
+            patterns=["{name}.png", "{name}.csv"],
+            caption="report/evaluation.rst",
             category="Evaluation",
-            subcategory="{model}",
-        ),
-        roc=report(
-            f"{RESULTS}/plots/{{model}}/roc.png",
-            caption="report/roc.rst",
-            category="Evaluation",
-            subcategory="{model}",
-        ),
-        pr=report(
-            f"{RESULTS}/plots/{{model}}/pr.png",
-            caption="report/pr.rst",
-            category="Evaluation",
-            subcategory="{model}",
+            subcategory="{dataset}: {model}",
         ),
     log:
-        **sf.logs("evaluate", f"{DATASET}/{{model}}"),
+        **sf.logs("evaluate", "{dataset}/{model}"),
     benchmark:
-        f"benchmarks/evaluate/{DATASET}/{{model}}.tsv"
+        "benchmarks/evaluate/{dataset}/{model}.tsv"
     conda:
         "envs/evaluate.yaml"
     params:
-        dataset=DATASET,
-        target=config["target"],
+        dataset="{dataset}",
+        target=sf.setting(DATASETS, "target"),
+        task=sf.task_of(DATASETS, checkpoints.clean),
     script:
         "scripts/evaluate.py"
 
 
 rule register:
     input:
-        metrics=expand(rules.evaluate.output.metrics, model=MODELS),
-        models=expand(rules.train.output.model, model=MODELS),
+        metrics=sf.dataset_models(
+            config, DATASETS, checkpoints.clean, rules.evaluate.output.metrics
+        ),
+        models=sf.dataset_models(
+            config, DATASETS, checkpoints.clean, rules.train.output.model
+        ),
         test=rules.split.output.test,
+        task=rules.clean.output.task,
     output:
         registration=report(
             f"{RESULTS}/registration.json",
             caption="report/registration.rst",
             category="Registration",
+            subcategory="{dataset}",
         ),
         table=report(
             f"{RESULTS}/metrics.tsv",
             caption="report/metrics.rst",
             category="Evaluation",
+            subcategory="{dataset}",
         ),
     log:
-        **sf.logs("register", DATASET),
+        **sf.logs("register", "{dataset}"),
     conda:
         "envs/register.yaml"
     params:
-        dataset=DATASET,
-        model_name=sf.model_name(config),
-        metric=config["register"]["metric"],
-        threshold=config["register"]["threshold"],
-        alias=config["register"]["alias"],
-        challenger_alias=config["register"]["challenger_alias"],
-        target=config["target"],
-        min_delta=config["register"]["min_delta"],
+        dataset="{dataset}",
+        task=sf.task_of(DATASETS, checkpoints.clean),
+        model_name=sf.setting(DATASETS, "register", "model_name"),
+        metric=sf.metric_of(DATASETS, checkpoints.clean),
+        threshold=sf.setting(DATASETS, "register", "threshold"),
+        alias=sf.setting(DATASETS, "register", "alias"),
+        challenger_alias=sf.setting(DATASETS, "register", "challenger_alias"),
+        target=sf.setting(DATASETS, "target"),
+        min_delta=sf.setting(DATASETS, "register", "min_delta"),
     script:
         "scripts/register.py"
 
@@ -239,23 +248,25 @@ rule register:
 rule predict:
     input:
         registration=rules.register.output.registration,
-        csv=sf.predict_input(config, rules.split.output.test),
+        csv=sf.predict_input(DATASETS, rules.split.output.test),
+        task=rules.clean.output.task,
     output:
         predictions=f"{RESULTS}/predictions.csv",
     log:
-        **sf.logs("predict", DATASET),
+        **sf.logs("predict", "{dataset}"),
     benchmark:
-        f"benchmarks/predict/{DATASET}.tsv"
+        "benchmarks/predict/{dataset}.tsv"
     conda:
         "envs/predict.yaml"
     params:
-        dataset=DATASET,
-        model_name=sf.model_name(config),
-        alias=config["register"]["alias"],
-        target=config["target"],
+        dataset="{dataset}",
+        task=sf.task_of(DATASETS, checkpoints.clean),
+        model_name=sf.setting(DATASETS, "register", "model_name"),
+        alias=sf.setting(DATASETS, "register", "alias"),
+        target=sf.setting(DATASETS, "target"),
     script:
         "scripts/predict.py"
 
 
 onstart:
-    sf.check_grid_params(config)
+    sf.check_estimators(config)

@@ -14,40 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
-from snakeflow import record
-from snakeflow.csvio import BOM, RawCsv
+from snakeflow import record, tasks
+from snakeflow.csvio import BOM, NA_VALUES, RawCsv
 from snakeflow.errors import UserError, run_main
 from snakeflow.fileio import atomic_path
 
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
-
-# The strings pandas.read_csv reads as missing by default (pandas' STR_NA_VALUES);
-# tests check that this set and pandas agree on every row.
-NA_VALUES = frozenset(
-    {
-        "",
-        "#N/A",
-        "#N/A N/A",
-        "#NA",
-        "-1.#IND",
-        "-1.#QNAN",
-        "-NaN",
-        "-nan",
-        "1.#IND",
-        "1.#QNAN",
-        "<NA>",
-        "N/A",
-        "NA",
-        "NULL",
-        "NaN",
-        "None",
-        "n/a",
-        "nan",
-        "null",
-    }
-)
 
 
 @dataclass
@@ -432,6 +406,15 @@ def main() -> None:
         )
         run.metrics(stats.metrics())
         print(f"kept {stats.rows_out} of {stats.rows_in} rows", file=sys.stderr)
+        decision = tasks.decide_task(
+            tasks.distinct_values(Path(snakemake.output.csv), params.target),
+            target=params.target,
+            requested=params.task,
+        )
+        decision.write(Path(snakemake.output.task))
+        run.params({"task": decision.task, "task.reason": decision.reason})
+        run.tags({"snakeflow.task": decision.task})
+        print(f"task {decision.reason}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""download: fetch data_url (http, https, file URL or local path) to data/raw/<dataset>.csv."""
+"""download: fetch a dataset's url (http(s), file URL or local path) to data/raw/<dataset>.csv."""
 
 import sys
 
@@ -292,9 +292,10 @@ def download_csv(
 
 
 def main() -> None:
-    config = snakemake.config
     params = snakemake.params
-    url = urls.data_url(config)
+    # the URL is read from the config (resolved by the Snakefile), never passed as a param:
+    # params are recorded, and a URL may hold credentials
+    url = snakemake.config["datasets"][params.dataset]["url"]
     with record.step(snakemake) as run:
         run.params({"source": urls.redact(url)})
         stats = download_csv(

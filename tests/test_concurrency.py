@@ -20,7 +20,7 @@ def test_concurrent_invocations_on_a_fresh_store(tmp_path, http_server):
         wf.env["MLFLOW_TRACKING_URI"] = f"sqlite:///{db}"
         procs.append(
             subprocess.Popen(
-                [SNAKEMAKE, "--cores", "1", "clean", "--config", f"data_url={url}"],
+                [SNAKEMAKE, "--cores", "1", "--until", "clean", "--config", f"data_url={url}"],
                 cwd=wf.path,
                 env=wf.env,
                 stdout=subprocess.PIPE,

@@ -16,10 +16,17 @@ CONFIG = yaml.safe_load((ROOT / "config.yaml").read_text())
 
 
 def keys(schema: dict, prefix: str = ""):
-    """(dotted name, sub-schema) of every property, nested ones included."""
+    """(dotted name, sub-schema) of every property, nested ones and those of map entries
+    (``datasets.<name>.url``) included; a required key has no default, a ``$ref`` is
+    documented where it points."""
+    required = set(schema.get("required", []))
     for name, sub in schema.get("properties", {}).items():
-        yield prefix + name, sub
+        if "$ref" not in sub:
+            yield prefix + name, sub if name not in required else sub | {"default": None}
         yield from keys(sub, f"{prefix}{name}.")
+    entry = schema.get("additionalProperties")
+    if isinstance(entry, dict):
+        yield from keys(entry, f"{prefix}<name>.")
 
 
 @pytest.mark.parametrize(
@@ -32,8 +39,10 @@ def test_every_key_has_a_description_and_a_default(name, sub):
 
 def test_config_yaml_and_every_default_are_valid():
     jsonschema.Draft202012Validator(SCHEMA).validate(CONFIG)
-    for _, sub in keys(SCHEMA):
-        sub = {**sub, "$defs": SCHEMA.get("$defs", {})}
+    for name, sub in keys(SCHEMA):
+        if name.endswith(("datasets.<name>.url", "datasets.<name>.target", "estimator")):
+            continue  # required: no default
+        sub = {**sub, "$defs": SCHEMA.get("$defs", {}), "properties": SCHEMA["properties"]}
         jsonschema.Draft202012Validator(sub).validate(sub["default"])
 
 

@@ -92,7 +92,7 @@ def _assert_outputs_match_runs(wf) -> None:
 def test_unreachable_tracking_server_fails_before_any_job(workflow, titanic_url):
     uri = f"http://127.0.0.1:{free_port()}"
     workflow.env |= {"MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
-    result = workflow.run("clean", "--config", f"data_url={titanic_url}", check=False)
+    result = workflow.run("--until", "clean", "--config", f"data_url={titanic_url}", check=False)
     assert result.returncode != 0
     (line,) = _error_lines(result.output, PLUGIN_ERROR)
     assert f"MLflow tracking store {uri} is not usable" in line
@@ -101,10 +101,10 @@ def test_unreachable_tracking_server_fails_before_any_job(workflow, titanic_url)
 
 
 def test_read_only_store_fails_before_any_job(workflow, titanic_url):
-    workflow.run("download", "--config", f"data_url={titanic_url}")
+    workflow.run("--until", "download", "--config", f"data_url={titanic_url}")
     # SQLite opened read-only: no write succeeds, for root too
     workflow.env["MLFLOW_TRACKING_URI"] = f"sqlite:///file:{workflow.db}?mode=ro&uri=true"
-    result = workflow.run("clean", "--config", f"data_url={titanic_url}", check=False)
+    result = workflow.run("--until", "clean", "--config", f"data_url={titanic_url}", check=False)
     assert result.returncode != 0
     (line,) = _error_lines(result.output, PLUGIN_ERROR)
     assert "is not usable: the database is read-only" in line, result.output
@@ -158,7 +158,7 @@ def test_killed_job_process_fails_its_run_and_rerun_finishes(tmp_path, workflow,
     (parent,) = workflow.runs("tags.`snakemake.kind` = 'invocation'")
     assert parent.info.status == "FAILED"
     assert "data/clean/titanic.csv" not in _visible(_data_files(workflow))
-    assert workflow.run("clean", "--config", f"data_url={titanic_url}").ran == ["clean"]
+    assert workflow.run("--until", "clean", "--config", f"data_url={titanic_url}").ran == ["clean"]
     assert not [p for p in _data_files(workflow) if p.endswith(".partial")]
 
 
@@ -193,7 +193,14 @@ def test_store_down_during_the_run_jobs_go_on_records_logged_next_time(
     tmp_path, workflow, http_server
 ):
     server, slow = _store_down_for(workflow, tmp_path, http_server, "down")
-    args = ("clean", "--config", f"data_url={slow}", "--logger-mlflow-drain-timeout", "3")
+    args = (
+        "--until",
+        "clean",
+        "--config",
+        f"data_url={slow}",
+        "--logger-mlflow-drain-timeout",
+        "3",
+    )
     proc = _start(workflow, *args)
     try:
         deadline = time.time() + 120
@@ -222,7 +229,9 @@ def test_kill_9_while_the_store_is_down_next_invocation_logs_and_marks(
     server, slow = _store_down_for(workflow, tmp_path, http_server, "killed")
     markers = tmp_path / "markers"
     markers.mkdir()
-    proc = _start(workflow, "clean", "--config", f"data_url={slow}", hold="clean", markers=markers)
+    proc = _start(
+        workflow, "--until", "clean", "--config", f"data_url={slow}", hold="clean", markers=markers
+    )
     try:
         deadline = time.time() + 120
         while not workflow.job_runs("download") and time.time() < deadline:
@@ -233,7 +242,7 @@ def test_kill_9_while_the_store_is_down_next_invocation_logs_and_marks(
         proc.wait()
         server = TrackingServer(server.root, port=server.port)
         workflow.run("--unlock")
-        assert workflow.run("clean", "--config", f"data_url={slow}").ran == ["clean"]
+        assert workflow.run("--until", "clean", "--config", f"data_url={slow}").ran == ["clean"]
         download = workflow.job_runs("download")
         assert [r.info.status for r in download] == ["FINISHED"]  # logged once, not rerun
         assert sorted(r.info.status for r in workflow.job_runs("clean")) == ["FINISHED"]
@@ -250,7 +259,7 @@ def test_tracking_server_restart_is_retried(tmp_path, workflow, http_server):
     workflow.env |= {"MLFLOW_TRACKING_URI": server.url, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
     url = http_server.publish("faults/slow.csv", to_csv(titanic_rows(50)))
     slow = url.replace("/files/", "/slow/6/")
-    proc = _start(workflow, "clean", "--config", f"data_url={slow}")
+    proc = _start(workflow, "--until", "clean", "--config", f"data_url={slow}")
     try:
         deadline = time.time() + 120
         while not workflow.job_runs("download") and time.time() < deadline:

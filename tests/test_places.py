@@ -48,14 +48,21 @@ def _assert_in(work, workflow) -> None:
 
 def test_snakefile_from_another_directory(places):
     workflow, work, env = places
-    _snakemake("-s", str(workflow / "Snakefile"), "clean", cwd=work, env=env)
+    _snakemake("-s", str(workflow / "Snakefile"), "--until", "clean", cwd=work, env=env)
     _assert_in(work, workflow)
 
 
 def test_directory_option(places, tmp_path):
     workflow, work, env = places
     _snakemake(
-        "-s", str(workflow / "Snakefile"), "--directory", str(work), "clean", cwd=tmp_path, env=env
+        "-s",
+        str(workflow / "Snakefile"),
+        "--directory",
+        str(work),
+        "--until",
+        "clean",
+        cwd=tmp_path,
+        env=env,
     )
     _assert_in(work, workflow)
 
@@ -80,5 +87,7 @@ def test_as_a_module_of_the_users_snakefile(places):
         )
     )
     # the user's workflow has no profile of its own: the logger is asked for by name
-    _snakemake("clean", "--logger", "mlflow", cwd=work, env=env)  # targets before --logger
+    _snakemake(
+        "--until", "clean", "--logger", "mlflow", cwd=work, env=env
+    )  # targets before --logger
     _assert_in(work, workflow)

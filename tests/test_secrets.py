@@ -40,7 +40,7 @@ def secret_url(http_server):
 
 def test_url_from_environment_is_used_but_never_recorded(workflow, secret_url):
     workflow.env["SNAKEFLOW_DATA_URL"] = secret_url
-    assert workflow.run("clean").ran == ["download", "clean"]
+    assert workflow.run("--until", "clean").ran == ["download", "clean"]
     assert (workflow.path / "data/clean/titanic.csv").exists()
     assert _files_containing(workflow.path, SECRETS) == []  # mlflow.db, mlruns/, .snakemake/
     (download,) = workflow.job_runs("download")
@@ -50,13 +50,13 @@ def test_url_from_environment_is_used_but_never_recorded(workflow, secret_url):
     assert "REDACTED" in source and not any(s in source for s in SECRETS)
     # the digest of the URL is the rerun trigger: a new token reruns download
     workflow.env["SNAKEFLOW_DATA_URL"] = secret_url.replace("T0KEN", "T0KEN2")
-    assert workflow.run("clean").ran == ["download", "clean"]
+    assert workflow.run("--until", "clean").ran == ["download", "clean"]
 
 
 def test_url_from_a_config_file_outside_the_workflow(workflow, secret_url, tmp_path):
     secret_config = tmp_path / "secret.yaml"
     secret_config.write_text(f"data_url: '{secret_url}'\n")
-    workflow.run("clean", "--configfile", str(secret_config))
+    workflow.run("--until", "clean", "--configfile", str(secret_config))
     assert _files_containing(workflow.path, SECRETS) == []
 
 
@@ -67,7 +67,9 @@ def test_basic_auth_tracking_server(tmp_path, workflow, titanic_url, monkeypatch
     try:
         workflow.env["MLFLOW_TRACKING_URI"] = server.url
         workflow.env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "1"
-        denied = workflow.run("clean", "--config", f"data_url={titanic_url}", check=False)
+        denied = workflow.run(
+            "--until", "clean", "--config", f"data_url={titanic_url}", check=False
+        )
         assert denied.returncode != 0
         lines = [x for x in denied.output.splitlines() if x.startswith("mlflow logger: error:")]
         assert lines and "401 Unauthorized: set MLFLOW_TRACKING_USERNAME" in lines[0]
@@ -78,7 +80,7 @@ def test_basic_auth_tracking_server(tmp_path, workflow, titanic_url, monkeypatch
         workflow.env |= login
         for key, value in login.items():  # for this test's own MLflow client
             monkeypatch.setenv(key, value)
-        allowed = workflow.run("clean", "--config", f"data_url={titanic_url}")
+        allowed = workflow.run("--until", "clean", "--config", f"data_url={titanic_url}")
         assert allowed.ran == ["download", "clean"]
         assert len(workflow.job_runs()) == 2
         assert _files_containing(workflow.path, [ADMIN_PASSWORD]) == []

@@ -21,7 +21,7 @@ def _commit_all(path) -> str:
 def test_full_run_files_and_runs(workflow, titanic_url):
     commit = _commit_all(workflow.path)
     assert commit and len(commit) == 40
-    result = workflow.run("clean", "--config", f"data_url={titanic_url}")
+    result = workflow.run("--until", "clean", "--config", f"data_url={titanic_url}")
     assert sorted(result.ran) == ["clean", "download"]
 
     raw = workflow.path / "data/raw/titanic.csv"
@@ -79,17 +79,19 @@ def test_no_git_repository_no_commit(tmp_path):
 
 
 def test_nothing_changed_runs_nothing_and_records_nothing(workflow, titanic_url):
-    workflow.run("clean", "--config", f"data_url={titanic_url}")
+    workflow.run("--until", "clean", "--config", f"data_url={titanic_url}")
     before = len(workflow.runs())
-    again = workflow.run("clean", "--config", f"data_url={titanic_url}")
+    again = workflow.run("--until", "clean", "--config", f"data_url={titanic_url}")
     assert again.ran == []
     assert "Nothing to be done" in again.output
     assert len(workflow.runs()) == before
 
 
 def test_clean_setting_reruns_clean_only(workflow, titanic_url):
-    workflow.run("clean", "--config", f"data_url={titanic_url}")
-    changed = workflow.run("clean", "--config", f"data_url={titanic_url}", "clean={dropna: all}")
+    workflow.run("--until", "clean", "--config", f"data_url={titanic_url}")
+    changed = workflow.run(
+        "--until", "clean", "--config", f"data_url={titanic_url}", "clean={dropna: all}"
+    )
     assert changed.ran == ["clean"]
     assert len(workflow.job_runs("download")) == 1
     assert len(workflow.job_runs("clean")) == 2
@@ -98,16 +100,16 @@ def test_clean_setting_reruns_clean_only(workflow, titanic_url):
 
 
 def test_script_edit_reruns_its_step_only(workflow, titanic_url):
-    workflow.run("clean", "--config", f"data_url={titanic_url}")
+    workflow.run("--until", "clean", "--config", f"data_url={titanic_url}")
     script = workflow.path / "scripts/clean.py"
     script.write_text(script.read_text() + "\n# an edit\n")
-    assert workflow.run("clean", "--config", f"data_url={titanic_url}").ran == ["clean"]
+    assert workflow.run("--until", "clean", "--config", f"data_url={titanic_url}").ran == ["clean"]
 
 
 def test_changed_data_url_reruns_download(workflow, http_server, titanic_url):
-    workflow.run("clean", "--config", f"data_url={titanic_url}")
+    workflow.run("--until", "clean", "--config", f"data_url={titanic_url}")
     other = http_server.publish("other/titanic.csv", to_csv(titanic_rows(60, seed=3)))
-    result = workflow.run("clean", "--config", f"data_url={other}")
+    result = workflow.run("--until", "clean", "--config", f"data_url={other}")
     assert result.ran == ["download", "clean"]
     clean = (workflow.path / "data/clean/titanic.csv").read_bytes()
     assert clean == to_csv(expected_clean(titanic_rows(60, seed=3)))
@@ -118,8 +120,8 @@ def test_targets_by_file_and_by_step_name(workflow, titanic_url):
         "download"
     ]
     assert not (workflow.path / "data/clean/titanic.csv").exists()
-    assert workflow.run("clean", "--config", f"data_url={titanic_url}").ran == ["clean"]
-    assert workflow.run("download", "--config", f"data_url={titanic_url}").ran == []
+    assert workflow.run("--until", "clean", "--config", f"data_url={titanic_url}").ran == ["clean"]
+    assert workflow.run("--until", "download", "--config", f"data_url={titanic_url}").ran == []
     parents = workflow.runs("tags.`snakemake.kind` = 'invocation'")
     assert len(parents) == 2
 
@@ -136,7 +138,13 @@ def test_dataset_and_target_from_config(workflow, http_server, tmp_path):
     path.write_bytes(to_csv(rows))
     for url in (str(path), f"file://{path}"):
         workflow.run(
-            "clean", "--forceall", "--config", f"data_url={url}", "dataset=shapes", "target=colour"
+            "--until",
+            "clean",
+            "--forceall",
+            "--config",
+            f"data_url={url}",
+            "dataset=shapes",
+            "target=colour",
         )
         out = workflow.path / "data/clean/shapes.csv"
         assert out.read_text() == "id,colour,size\n1,red,3\n4,green,5\n"
@@ -145,15 +153,18 @@ def test_dataset_and_target_from_config(workflow, http_server, tmp_path):
 def test_local_source_edit_reruns_download(workflow, tmp_path):
     path = tmp_path / "t.csv"
     path.write_bytes(to_csv(titanic_rows(40)))
-    workflow.run("clean", "--config", f"data_url={path}")
+    workflow.run("--until", "clean", "--config", f"data_url={path}")
     path.write_bytes(to_csv(titanic_rows(50)))
-    assert workflow.run("clean", "--config", f"data_url={path}").ran == ["download", "clean"]
+    assert workflow.run("--until", "clean", "--config", f"data_url={path}").ran == [
+        "download",
+        "clean",
+    ]
 
 
 def test_parent_records_config_without_secrets(workflow, http_server):
     url = http_server.publish("secret/titanic.csv", to_csv(titanic_rows(30)))
     secret_url = url.replace("http://", "http://alice:hunter2@") + "?token=s3cr3t&x=1"
-    workflow.run("clean", "--config", f"data_url={secret_url}")
+    workflow.run("--until", "clean", "--config", f"data_url={secret_url}")
     (parent,) = workflow.runs("tags.`snakemake.kind` = 'invocation'")
     config = json.loads(
         workflow.client().download_artifacts(
@@ -179,7 +190,7 @@ def test_tracking_uri_and_experiment_from_config(workflow, titanic_url, tmp_path
     other = tmp_path / "elsewhere.db"
     del workflow.env["MLFLOW_TRACKING_URI"]
     workflow.configure(mlflow={"tracking_uri": f"sqlite:///{other}", "experiment": "mine"})
-    workflow.run("download", "--config", f"data_url={titanic_url}")
+    workflow.run("--until", "download", "--config", f"data_url={titanic_url}")
     client = MlflowClient(f"sqlite:///{other}")
     (experiment,) = [e for e in client.search_experiments() if e.name != "Default"]
     assert experiment.name == "mine"
@@ -191,5 +202,5 @@ def test_tracking_uri_and_experiment_from_config(workflow, titanic_url, tmp_path
     workflow.env["MLFLOW_TRACKING_URI"] = f"sqlite:///{workflow.db}"
     assert workflow.runs() == []
     # the environment wins over the config
-    workflow.run("clean", "--config", f"data_url={titanic_url}")
+    workflow.run("--until", "clean", "--config", f"data_url={titanic_url}")
     assert {r.data.tags.get("snakemake.rule") for r in workflow.runs()} == {None, "clean"}

@@ -11,6 +11,32 @@ from .errors import UserError
 BOM = "\ufeff"
 csv.field_size_limit(2**31 - 1)
 
+# The strings pandas.read_csv reads as missing by default (pandas' STR_NA_VALUES);
+# tests check that this set and pandas agree on every row.
+NA_VALUES = frozenset(
+    {
+        "",
+        "#N/A",
+        "#N/A N/A",
+        "#NA",
+        "-1.#IND",
+        "-1.#QNAN",
+        "-NaN",
+        "-nan",
+        "1.#IND",
+        "1.#QNAN",
+        "<NA>",
+        "N/A",
+        "NA",
+        "NULL",
+        "NaN",
+        "None",
+        "n/a",
+        "nan",
+        "null",
+    }
+)
+
 
 class _Tap:
     """A line iterator that remembers the raw lines the csv reader consumed."""

@@ -124,7 +124,10 @@ def step(smk) -> Iterator[Record]:
     scripts = Path(smk.scriptdir)
     rec.write({"source": str(scripts / f"{smk.rule}.py")})
     rec.tags({"snakeflow.host": socket.gethostname()})  # where the job ran (a cluster node)
-    rec.params(dict(smk.params.items()))
+    params = dict(smk.params.items())
+    rec.params(params)
+    # which dataset and task the run is for: one tag each, to filter runs by in the UI
+    rec.tags({f"snakeflow.{k}": params[k] for k in ("dataset", "task") if params.get(k)})
     rec.write({"outputs": dict(smk.output.items())})
     env_file = scripts.parent / "envs" / f"{smk.rule}.yaml"
     if env_file.exists():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -27,11 +26,6 @@ class Source:
 
     kind: str
     location: str  # the URL for http, a filesystem path for file
-
-
-def data_url(config: dict) -> str:
-    """The effective data URL: ``SNAKEFLOW_DATA_URL`` from the environment, else config."""
-    return os.environ.get("SNAKEFLOW_DATA_URL") or config["data_url"]
 
 
 def parse_source(url: str) -> Source:

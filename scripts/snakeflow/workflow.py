@@ -79,15 +79,225 @@ def logs(rule: str, stem: str) -> dict[str, str]:
     return {"log": f"logs/{rule}/{stem}.log", "record": f"logs/{rule}/{stem}{RECORD_SUFFIX}"}
 
 
-def download_input(config: dict) -> dict[str, str]:
-    """A local ``data_url`` is an input of download (so an edit to it reruns the step)."""
-    path = urls.local_path(urls.data_url(config))
-    return {"src": path} if path else {}
+LEGACY = ("dataset", "data_url", "data_sha256", "target")  # the seed's single-dataset keys
+DATA_URL_ENV = "SNAKEFLOW_DATA_URL"  # the legacy data_url, kept out of the command line
+SECTIONS = ("clean", "features", "split", "register")  # what a dataset may override
+TASKS = ("classification", "regression")
+NAME = "[A-Za-z0-9_-]+"  # a dataset name (schemas/config.schema.json, $defs.name)
 
 
-def data_url_digest(config: dict) -> str:
-    """Rerun trigger for download: a digest of the URL, never the URL (it may hold secrets)."""
-    return urls.url_digest(urls.data_url(config))
+def resolve_datasets(config: dict) -> dict[str, dict]:
+    """Every configured dataset with its settings complete, written back to
+    ``config["datasets"]`` (so jobs read the same): a dataset's own ``clean``, ``features``,
+    ``split`` and ``register`` keys over the top-level ones, ``task`` and ``predict_url``
+    from the top level when unset, ``register.model_name`` the dataset's name when unset.
+
+    The seed's single-dataset keys (``dataset``, ``data_url``, ``data_sha256``, ``target``,
+    and ``SNAKEFLOW_DATA_URL``) still work: when any is set, the invocation runs that one
+    dataset, the one ``dataset`` names (default: the only one configured), with the others
+    in place of its url, sha256 and target. Stops with one line on what cannot run.
+    """
+    chosen = _fold_legacy(config)
+    if not chosen:
+        _stop("no dataset configured: add one, e.g. datasets: {titanic: {url: <URL>, target: y}}")
+    resolved = {}
+    for name, entry in chosen.items():
+        spec = {
+            "url": entry["url"],
+            "sha256": entry.get("sha256"),
+            "target": entry["target"],
+            "task": entry.get("task") or config["task"],
+            "models": entry.get("models"),
+            "predict_url": entry.get("predict_url") or config["predict_url"],
+        }
+        for section in SECTIONS:
+            spec[section] = {**config[section], **(entry.get(section) or {})}
+        spec["register"]["model_name"] = spec["register"]["model_name"] or name
+        resolved[name] = spec
+    _check_datasets(config, resolved)
+    config["datasets"] = resolved
+    return resolved
+
+
+def _fold_legacy(config: dict) -> dict[str, dict]:
+    given = {k: config.get(k) for k in LEGACY if config.get(k) is not None}
+    if os.environ.get(DATA_URL_ENV):
+        given["data_url"] = os.environ[DATA_URL_ENV]
+    datasets = config.get("datasets") or {}
+    if not given:
+        return datasets
+    name = given.get("dataset")
+    if name is None:
+        if len(datasets) != 1:
+            _stop(
+                f"{', '.join(sorted(given))}: {len(datasets)} datasets are configured "
+                f"({', '.join(sorted(datasets))}); name one with dataset=<name>, or set "
+                "datasets.<name>.url and .target instead"
+            )
+        name = next(iter(datasets))
+    entry = dict(datasets.get(name) or {})
+    for key, field in (("data_url", "url"), ("data_sha256", "sha256"), ("target", "target")):
+        if key in given:
+            entry[field] = given[key]
+    missing = [k for k in ("url", "target") if not entry.get(k)]
+    if missing:
+        _stop(
+            f"dataset '{name}' has no {' or '.join(missing)}: configured datasets are "
+            f"{', '.join(sorted(datasets)) or 'none'}; give data_url= and target=, or write "
+            f"it as datasets: {{{name}: {{url: <CSV URL>, target: <column>}}}}"
+        )
+    return {name: entry}
+
+
+def _check_datasets(config: dict, datasets: dict[str, dict]) -> None:
+    """Parse-time checks that need no data: listed models exist and suit an explicit task,
+    registered model names are not shared, the metric suits an explicit task."""
+    owners: dict[str, str] = {}
+    for name, spec in datasets.items():
+        for model in spec["models"] or []:
+            if model not in config["models"]:
+                _stop(
+                    f"datasets.{name}.models: no model '{model}' in models "
+                    f"({', '.join(sorted(config['models']))})"
+                )
+            kind = config["models"][model]["task"]
+            if spec["task"] in TASKS and kind != spec["task"]:
+                _stop(
+                    f"datasets.{name}.models: '{model}' is a {kind} model "
+                    f"(models.{model}.task) and dataset '{name}' is a {spec['task']} task"
+                )
+        registered = spec["register"]["model_name"]
+        if registered in owners:
+            _stop(
+                f"register.model_name '{registered}' is used by datasets '{owners[registered]}' "
+                f"and '{name}': set datasets.<name>.register.model_name for each"
+            )
+        owners[registered] = name
+        metric = spec["register"]["metric"]
+        if metric and spec["task"] in TASKS and metric not in METRICS[spec["task"]]:
+            _stop(
+                f"register.metric '{metric}' is not a {spec['task']} metric (dataset "
+                f"'{name}'): use one of {', '.join(METRICS[spec['task']])}"
+            )
+        if spec["task"] in TASKS and not models_of(config, spec, spec["task"]):
+            _stop(f"dataset '{name}' is a {spec['task']} task and no model in models is one")
+
+
+# Names as the steps record them (snakeflow.metrics); here for parse-time checks only.
+METRICS = {
+    "classification": ("roc_auc", "accuracy", "balanced_accuracy", "f1", "log_loss"),
+    "regression": (
+        "root_mean_squared_error",
+        "mean_absolute_error",
+        "r2_score",
+        "mean_absolute_percentage_error",
+        "max_error",
+    ),
+}
+
+
+def models_of(config: dict, spec: dict, task: str) -> list[str]:
+    """The models a dataset trains: those it lists, else every model of its task."""
+    if spec["models"]:
+        return sorted(spec["models"])
+    return sorted(m for m, s in config["models"].items() if s["task"] == task)
+
+
+def dataset(datasets: dict[str, dict], name: str) -> dict:
+    """The settings of dataset ``name``; a name that is not configured (a target such as
+    ``data/clean/<name>.csv``) stops snakemake with one line listing the configured ones."""
+    if name not in datasets:
+        _stop(f"dataset '{name}' is not configured; configured: {', '.join(sorted(datasets))}")
+    return datasets[name]
+
+
+def setting(datasets: dict[str, dict], *keys: str):
+    """Param function: ``datasets.<wildcards.dataset>.<keys...>`` (one dataset's setting, so a
+    change to it reruns only that dataset's jobs)."""
+
+    def value(wildcards):
+        out = dataset(datasets, wildcards.dataset)
+        for key in keys:
+            out = out[key]
+        return out
+
+    return value
+
+
+def task_of(datasets: dict[str, dict], checkpoint):
+    """Param function: the dataset's task, as configured or, for ``auto``, as its clean job
+    decided it (read from the clean checkpoint's task file, so that it is known before
+    the jobs that depend on it are planned)."""
+
+    def task(wildcards):
+        return decided_task(datasets, checkpoint, wildcards.dataset)
+
+    return task
+
+
+def decided_task(datasets: dict[str, dict], checkpoint, name: str) -> str:
+    import json
+
+    spec = dataset(datasets, name)
+    if spec["task"] in TASKS:
+        return spec["task"]
+    path = checkpoint.get(dataset=name).output.task
+    return json.loads(Path(path).read_text())["task"]
+
+
+def metric_of(datasets: dict[str, dict], checkpoint):
+    """Param function: ``register.metric`` of the dataset, or its task's default."""
+
+    def metric(wildcards):
+        chosen = dataset(datasets, wildcards.dataset)["register"]["metric"]
+        return chosen or METRICS[decided_task(datasets, checkpoint, wildcards.dataset)][0]
+
+    return metric
+
+
+def dataset_models(config: dict, datasets: dict[str, dict], checkpoint, template: str):
+    """Input function for register: ``template`` for each model the dataset trains."""
+
+    def files(wildcards):
+        spec = dataset(datasets, wildcards.dataset)
+        task = decided_task(datasets, checkpoint, wildcards.dataset)
+        return [
+            template.format(dataset=wildcards.dataset, model=m)
+            for m in models_of(config, spec, task)
+        ]
+
+    return files
+
+
+def download_input(datasets: dict[str, dict]):
+    """Input function: a local dataset URL is an input of download (an edit reruns it)."""
+
+    def src(wildcards):
+        path = urls.local_path(dataset(datasets, wildcards.dataset)["url"])
+        return {"src": path} if path else {}
+
+    return src
+
+
+def url_digest(datasets: dict[str, dict]):
+    """Param function, rerun trigger for download: a digest of the URL, never the URL (it
+    may hold secrets)."""
+
+    def digest(wildcards):
+        return urls.url_digest(dataset(datasets, wildcards.dataset)["url"])
+
+    return digest
+
+
+def predict_input(datasets: dict[str, dict], default: str):
+    """Input function: the CSV predict scores, the dataset's ``predict_url`` (a local path or
+    file:// URL), else ``default`` (its test split)."""
+
+    def csv(wildcards):
+        url = dataset(datasets, wildcards.dataset)["predict_url"]
+        return (urls.local_path(url) or url) if url else default.format(**wildcards)
+
+    return csv
 
 
 def one_of(names) -> str:
@@ -158,21 +368,32 @@ def check_grids(config: dict) -> None:
             )
 
 
-def check_grid_params(config: dict) -> None:
-    """onstart: every grid parameter is one the estimator takes (imports the estimators, so
-    it runs only when jobs are about to run, not at parse time)."""
+def check_estimators(config: dict) -> None:
+    """onstart: every model's estimator is of its ``task`` (a classifier or a regressor) and
+    takes every key of its grid. Imports the estimators, so it runs only when jobs are
+    about to run, never at parse time; an estimator that does not import is reported by its
+    own job."""
     import importlib
 
-    for name, spec in config["models"].items():
-        grid = spec.get("grid") or {}
-        if not grid:
-            continue
+    try:
+        from sklearn.base import is_classifier, is_regressor
+    except ImportError:  # snakemake runs without scikit-learn (--use-conda): jobs check
+        return
+
+    for name, spec in sorted(config["models"].items()):
         module, _, cls = spec["estimator"].rpartition(".")
         try:
-            accepted = getattr(importlib.import_module(module), cls)().get_params()
-        except Exception:  # an unknown estimator is reported by its train job
+            estimator = getattr(importlib.import_module(module), cls)()
+        except Exception:
             continue
-        for key in grid:
+        kind = "regression" if is_regressor(estimator) else "classification"
+        if not (is_classifier(estimator) or is_regressor(estimator)):
+            _stop(f"models.{name}: {spec['estimator']} is neither a classifier nor a regressor")
+        if kind != spec["task"]:
+            word = "regressor" if kind == "regression" else "classifier"
+            _stop(f"models.{name}: {spec['estimator']} is a {word}; set models.{name}.task: {kind}")
+        accepted = estimator.get_params()
+        for key in spec.get("grid") or {}:
             if key not in accepted:
                 _stop(f"models.{name}.grid.{key}: {cls} has no parameter '{key}'")
 
@@ -197,17 +418,6 @@ def search_results(config: dict, template: str):
 
     def results(wildcards):
         points = grid_points(config, wildcards.model)
-        return [template.format(model=wildcards.model, point=p) for p in sorted(points)]
+        return [template.format(**wildcards, point=p) for p in sorted(points)]
 
     return results
-
-
-def model_name(config: dict) -> str:
-    """Registered model name: ``register.model_name``, else the dataset name."""
-    return config["register"]["model_name"] or config["dataset"]
-
-
-def predict_input(config: dict, default: str) -> str:
-    """The CSV predict scores: ``predict_url`` (a local path or file:// URL) or ``default``."""
-    url = config["predict_url"]
-    return (urls.local_path(url) or url) if url else default

@@ -121,3 +121,42 @@ def flower_rows(n: int = 150, seed: int = 1) -> list[list[str]]:
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def house_rows(n: int = 200, seed: int = 2) -> list[list[str]]:
+    """A regression dataset: a price (a float with cents) from area, rooms, age and district,
+    with noise, an id column and missing values."""
+    rng = random.Random(seed)
+    header = ["house_id", "area_m2", "rooms", "age_years", "district", "price"]
+    premium = {"north": 40_000.0, "centre": 90_000.0, "south": 0.0}
+    rows = [header]
+    for i in range(n):
+        area = rng.uniform(35, 220)
+        rooms = max(1, int(area // 30) + rng.choice([-1, 0, 1]))
+        age = rng.randint(0, 90)
+        district = rng.choice(list(premium))
+        price = 2_500 * area + 8_000 * rooms - 600 * age + premium[district]
+        price += rng.gauss(0, 15_000)
+        rows.append(
+            [
+                str(5000 + i),
+                f"{area:.1f}",
+                str(rooms),
+                "" if rng.random() < 0.05 else str(age),
+                district,
+                f"{price:.2f}",
+            ]
+        )
+    return rows
+
+
+# quick regressors, for the pipeline tests (the regression twin of GRID)
+REGRESSORS = {
+    "ridge": {"estimator": "sklearn.linear_model.Ridge", "task": "regression"},
+    "forest_reg": {
+        "estimator": "sklearn.ensemble.RandomForestRegressor",
+        "task": "regression",
+        "params": {"n_estimators": 20},
+        "grid": {"max_depth": [4, None]},
+    },
+}
