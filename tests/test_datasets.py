@@ -4,9 +4,12 @@ single-dataset keys, and how a dataset's task is decided."""
 from __future__ import annotations
 
 import copy
+import json
 import re
+import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from snakemake.exceptions import WorkflowError
@@ -15,6 +18,8 @@ from snakemake.utils import validate
 from snakeflow.errors import UserError
 from snakeflow.tasks import MAX_CLASSES, decide_task, distinct_values
 from snakeflow.workflow import resolve_datasets
+from support.data import GRID, REGRESSORS, house_rows, titanic_rows, to_csv
+from support.workflow import Workflow, copy_workflow
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -157,3 +162,139 @@ def test_distinct_values_reads_one_column(tmp_path):
     assert sorted(distinct_values(path, "y")) == ["b", "x\ny"]
     with pytest.raises(UserError, match="target column 'z' is not in"):
         distinct_values(path, "z")
+
+
+# --- one DAG for two datasets: a classification and a regression, run once --------------
+
+CLASSIFIERS = {k: GRID[k] for k in ("logreg", "tree")}
+
+
+@pytest.fixture(scope="module")
+def two_datasets(tmp_path_factory, http_server, store_template):
+    """A workflow copy configured with a classification and a regression dataset (both
+    ``task: auto``), run once to the end with ``--cores 2``."""
+    wf = Workflow(copy_workflow(tmp_path_factory.mktemp("two") / "wf"))
+    shutil.copy2(store_template, wf.db)
+    urls = {
+        "titanic": http_server.publish("two/titanic.csv", to_csv(titanic_rows(200, noise=0.05))),
+        "houses": http_server.publish("two/houses.csv", to_csv(house_rows(200))),
+    }
+    wf.configure(
+        datasets={
+            "titanic": {"url": urls["titanic"], "target": "Survived"},
+            "houses": {"url": urls["houses"], "target": "price"},
+        },
+        models=CLASSIFIERS | REGRESSORS,
+    )
+    result = wf.run()
+    return wf, result, urls
+
+
+def test_every_dataset_runs_in_one_dag(two_datasets):
+    wf, result, _ = two_datasets
+    assert sorted(result.ran) == sorted(
+        ["download", "clean", "split", "evaluate", "evaluate", "register", "predict"] * 2
+        + ["train"] * 4
+        + ["search"] * 2
+    )
+    tasks = {
+        d: json.loads((wf.path / f"data/clean/{d}.task.json").read_text())
+        for d in ("titanic", "houses")
+    }
+    assert tasks["titanic"]["task"] == "classification" and tasks["houses"]["task"] == "regression"
+    houses = pd.read_csv(wf.path / "results/houses/predictions.csv")
+    assert "prediction" in houses.columns and not houses.filter(like="proba_").columns.size
+    assert houses["prediction"].dtype == float and "price" not in houses.columns
+    titanic = pd.read_csv(wf.path / "results/titanic/predictions.csv")
+    assert {"prediction", "proba_0", "proba_1"} <= set(titanic.columns)
+
+
+def test_each_dataset_registers_its_own_champion_by_its_tasks_metric(two_datasets):
+    wf, _, _ = two_datasets
+    client = wf.client()
+    for name, metric, kind in (
+        ("titanic", "roc_auc", "Classifier"),
+        ("houses", "root_mean_squared_error", "Regressor"),
+    ):
+        registration = json.loads((wf.path / f"results/{name}/registration.json").read_text())
+        assert registration["model_name"] == name and registration["metric"] == metric
+        assert registration["passed"] and registration["promoted"], registration["reason"]
+        champion = client.get_model_version_by_alias(name, "champion")
+        assert champion.tags["snakeflow.model"] == registration["best"]
+        assert client.get_registered_model(name).description.startswith(kind)
+    metrics = json.loads((wf.path / "results/houses/metrics/ridge.json").read_text())
+    assert {
+        "root_mean_squared_error",
+        "mean_absolute_error",
+        "r2_score",
+        "mean_absolute_percentage_error",
+        "max_error",
+    } <= set(metrics["metrics"])
+    assert metrics["metrics"]["r2_score"] > 0.5  # the price follows the features
+    plots = {p.name for p in (wf.path / "results/houses/plots/ridge").iterdir()}
+    assert {"predicted_vs_actual.png", "residuals.png", "worst_predictions.csv"} <= plots
+    assert "roc.png" in {p.name for p in (wf.path / "results/titanic/plots/tree").iterdir()}
+
+
+def test_every_run_is_tagged_with_its_dataset_and_task_and_the_parent_lists_both(two_datasets):
+    wf, _, _ = two_datasets
+    jobs = wf.job_runs()
+    assert len(jobs) == 20
+    for run in jobs:
+        tags = run.data.tags
+        dataset = tags["snakemake.wildcards.dataset"]
+        assert tags["snakeflow.dataset"] == dataset
+        want = "regression" if dataset == "houses" else "classification"
+        assert tags["snakeflow.task"] == want, (tags["snakemake.rule"], dataset)
+    (clean,) = [r for r in wf.job_runs("clean") if r.data.params["dataset"] == "houses"]
+    assert clean.data.params["task"] == "regression"
+    assert "fractions" in clean.data.params["task.reason"]
+    (parent,) = wf.runs("tags.`snakemake.kind` = 'invocation'")
+    assert parent.data.params["datasets.houses.target"] == "price"
+    assert parent.data.params["datasets.titanic.target"] == "Survived"
+
+
+def test_a_change_to_one_dataset_reruns_only_its_jobs(two_datasets, tmp_path):
+    wf, _, _ = two_datasets
+    change = tmp_path / "change.yaml"
+    change.write_text(yaml.safe_dump({"datasets": {"houses": {"split": {"seed": 7}}}}))
+    dry = wf.run("-n", "--configfile", str(change))
+    assert dry.would_run == {
+        "split": 1,
+        "search": 2,
+        "train": 2,
+        "evaluate": 2,
+        "register": 1,
+        "predict": 1,
+    }
+    assert "dataset=titanic" not in dry.output and "dataset=houses" in dry.output
+    assert wf.run("-n").would_run == {}  # nothing else is stale
+
+
+def test_a_file_target_runs_only_what_that_datasets_file_needs(two_datasets):
+    wf, _, _ = two_datasets
+    dry = wf.run("-n", "data/clean/houses.csv", "--forcerun", "download")
+    assert dry.would_run == {"download": 1, "clean": 1}
+    assert "dataset=titanic" not in dry.output
+
+
+def test_an_unconfigured_dataset_stops_with_the_configured_ones(two_datasets):
+    wf, _, _ = two_datasets
+    result = wf.run("-n", "data/clean/nope.csv", check=False)
+    assert result.returncode == 1
+    errors = [line for line in result.output.splitlines() if "nope" in line]
+    assert errors == [
+        "snakeflow error: dataset 'nope' is not configured; configured: houses, titanic"
+    ]
+
+
+def test_a_wrong_explicit_task_stops_clean_and_leaves_no_clean_file(two_datasets, tmp_path):
+    wf, _, urls = two_datasets
+    wrong = tmp_path / "wrong.yaml"
+    entry = {"url": urls["houses"], "target": "price", "task": "classification"}
+    wrong.write_text(yaml.safe_dump({"datasets": {"wrong": entry}}))
+    result = wf.run("data/clean/wrong.csv", "--configfile", str(wrong), check=False)
+    assert result.returncode != 0
+    assert "target column 'price' holds continuous numbers" in result.output
+    assert "Traceback" not in result.output
+    assert not list((wf.path / "data/clean").glob("wrong*"))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from support import ROOT, flower_rows, free_port, titanic_rows, to_csv
+from support import ROOT, flower_rows, free_port, house_rows, titanic_rows, to_csv
 
 README = (ROOT / "README.md").read_text()
 SKIP = {
@@ -110,8 +110,12 @@ def fresh_clone(tmp_path_factory, http_server):
     return clone, env, http_server
 
 
+HOUSING = "https://raw.githubusercontent.com/ageron/handson-ml2/master/datasets/housing/housing.csv"
+
+
 def _run(command: str, clone: Path, env: dict) -> subprocess.CompletedProcess:
-    if "--config data_url=" in command:  # SNAKEFLOW_DATA_URL would win over it, as documented
+    if "--config data_url=" in command or "--configfile" in command:
+        # SNAKEFLOW_DATA_URL would win over it (the single-dataset form), as documented
         env = {k: v for k, v in env.items() if k != "SNAKEFLOW_DATA_URL"}
     return subprocess.run(
         ["bash", "-c", command], cwd=clone, env=env, capture_output=True, text=True, timeout=900
@@ -120,17 +124,26 @@ def _run(command: str, clone: Path, env: dict) -> subprocess.CompletedProcess:
 
 def test_every_readme_command_works_after_make_run_alone(fresh_clone):
     clone, env, http_server = fresh_clone
-    iris = http_server.publish("readme/iris.csv", to_csv(flower_rows()))
+    urls = {
+        "https://example.org/iris.csv": http_server.publish(
+            "readme/iris.csv", to_csv(flower_rows())
+        ),
+        HOUSING: http_server.publish("readme/housing.csv", to_csv(housing_rows())),
+    }
+    # no internet here: the Titanic of config.yaml is served on loopback too
+    offline = clone / "offline.yaml"
+    offline.write_text(f"datasets: {{titanic: {{url: '{env['SNAKEFLOW_DATA_URL']}'}}}}\n")
     ran = []
     servers: list[subprocess.Popen] = []
     try:
-        _run_all(commands()[1:], clone, env, iris, ran, servers)
+        _run_all(commands()[1:], clone, env, urls, ran, servers)
     finally:
         for server in servers:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(30)
     assert any("--report" in c for c in ran) and any("EOF" in c for c in ran)
     assert any("invocations" in c for c in ran)
+    assert (clone / "results/housing/predictions.csv").exists()
     assert (clone / "report.html").stat().st_size > 10_000
     assert len(ran) >= 10
 
@@ -148,7 +161,14 @@ def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 120) -> N
             time.sleep(0.5)
 
 
-def _run_all(commands_, clone, env, iris, ran, servers) -> None:
+def housing_rows() -> list[list[str]]:
+    """A small stand-in for the California housing CSV: a regression target by its name."""
+    rows = house_rows(300)
+    rows[0] = [c if c != "price" else "median_house_value" for c in rows[0]]
+    return rows
+
+
+def _run_all(commands_, clone, env, urls, ran, servers) -> None:
     for command in commands_:
         if any(command.startswith(prefix) for prefix in SKIP):
             continue
@@ -192,8 +212,12 @@ def _run_all(commands_, clone, env, iris, ran, servers) -> None:
             _wait_for_port(port, servers[-1])
             ran.append(command)
             continue
-        # no internet here: the README's example URL is served on loopback instead
-        command = command.replace("https://example.org/iris.csv", iris)
+        # no internet here: the README's example URLs are served on loopback instead
+        for url, local in urls.items():
+            command = command.replace(url, local)
+        command = command.replace(
+            "--configfile my-datasets.yaml", "--configfile my-datasets.yaml offline.yaml"
+        )
         proc = _run(command, clone, env)
         assert proc.returncode == 0, f"{command}\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
         ran.append(command)

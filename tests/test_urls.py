@@ -71,10 +71,3 @@ def test_the_jobs_and_the_logger_plugin_redact_a_url_alike(url):
 def test_url_digest_is_stable_and_distinct():
     assert urls.url_digest("a") == urls.url_digest("a") != urls.url_digest("b")
     assert len(urls.url_digest("a")) == 64
-
-
-def test_env_overrides_config(monkeypatch):
-    monkeypatch.setenv("SNAKEFLOW_DATA_URL", "https://secret.example/x.csv")
-    assert urls.data_url({"data_url": "x.csv"}) == "https://secret.example/x.csv"
-    monkeypatch.delenv("SNAKEFLOW_DATA_URL")
-    assert urls.data_url({"data_url": "x.csv"}) == "x.csv"

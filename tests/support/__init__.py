@@ -3,7 +3,16 @@
 Fixtures that use them live in ``tests/conftest.py``.
 """
 
-from .data import GRID, expected_clean, flower_rows, sha256, titanic_rows, to_csv
+from .data import (
+    GRID,
+    REGRESSORS,
+    expected_clean,
+    flower_rows,
+    house_rows,
+    sha256,
+    titanic_rows,
+    to_csv,
+)
 from .servers import ADMIN_PASSWORD, DroppingServer, Server, TrackingServer, free_port
 from .workflow import BIN, ROOT, SNAKEMAKE, WORKFLOW_FILES, Result, Workflow, copy_workflow
 
@@ -11,6 +20,7 @@ __all__ = [
     "ADMIN_PASSWORD",
     "BIN",
     "GRID",
+    "REGRESSORS",
     "ROOT",
     "SNAKEMAKE",
     "WORKFLOW_FILES",
@@ -23,6 +33,7 @@ __all__ = [
     "expected_clean",
     "flower_rows",
     "free_port",
+    "house_rows",
     "sha256",
     "titanic_rows",
     "to_csv",
