@@ -186,7 +186,7 @@ rule evaluate:
         plots=report(
             directory(f"{RESULTS}/plots/{{model}}"),
             patterns=["{name}.png", "{name}.csv"],
-            caption="report/evaluation.rst",
+            caption="report/plots.rst",
             category="Evaluation",
             subcategory="{dataset}: {model}",
         ),

@@ -1,4 +1,5 @@
-"""predict: score a CSV with the champion model (models:/<name>@champion)."""
+"""predict: score a CSV with the champion model (models:/<name>@champion): the class and its
+probabilities (classification) or the predicted number (regression) of every row."""
 
 import sys
 
@@ -7,6 +8,7 @@ if __name__ == "__main__":
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from snakeflow import models, record
@@ -45,9 +47,11 @@ def predict_csv(
     target: str,
     required: list[str] = (),
     numeric: list[str] = (),
+    task: str = "classification",
 ) -> int:
-    """Write ``src``'s columns (as in the file, without ``target``) plus ``prediction`` and
-    one ``proba_<class>`` column per class to ``dst``. Returns the number of rows."""
+    """Write ``src``'s columns (as in the file, without ``target``) plus ``prediction`` to
+    ``dst``: for classification the class, then one ``proba_<class>`` column per class; for
+    regression the predicted number (a float) alone. Returns the number of rows."""
     try:
         text = pd.read_csv(src, dtype=str, keep_default_na=False)
         typed = pd.read_csv(src)
@@ -56,14 +60,21 @@ def predict_csv(
     text = text.drop(columns=[target], errors="ignore")
     check_columns(text, src, required=list(required), numeric=list(numeric))
     features = typed.drop(columns=[target], errors="ignore")
+    regression = task == "regression"
     try:
         labels = pipeline.predict(features)
-        proba = pipeline.predict_proba(features)
+        proba = None if regression else pipeline.predict_proba(features)
     except (ValueError, KeyError) as exc:
         raise UserError(f"{src} does not fit the champion model's columns: {exc}") from exc
+    if regression:
+        return _write(text.assign(prediction=np.asarray(labels, dtype="float64")), dst)
     out = text.assign(prediction=labels)
     for i, cls in enumerate(pipeline.classes_):
         out[f"proba_{cls}"] = proba[:, i].round(6)
+    return _write(out, dst)
+
+
+def _write(out: pd.DataFrame, dst: Path) -> int:
     with atomic_path(dst) as tmp:
         out.to_csv(tmp, index=False)
     return len(out)
@@ -83,6 +94,7 @@ def main() -> None:
             target=params.target,
             required=required,
             numeric=numeric,
+            task=params.task,
         )
         run.tags({"snakeflow.model_uri": uri, "snakeflow.model_version": str(version.version)})
         run.metrics({"rows": rows})

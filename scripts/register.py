@@ -17,6 +17,9 @@ from snakeflow.errors import UserError, run_main
 from snakeflow.fileio import atomic_path
 from snakeflow.metrics import LOWER_IS_BETTER, better
 
+DEFAULT_THRESHOLD = 0.75  # classification's gate when register.threshold is null
+BASELINE = "the baseline: predicting the test split's mean"
+
 
 @dataclass
 class Decision:
@@ -25,7 +28,7 @@ class Decision:
     model_name: str
     alias: str
     metric: str
-    threshold: float
+    threshold: float | None
     candidates: dict[str, float | None]
     best: str | None
     value: float | None
@@ -37,13 +40,50 @@ class Decision:
     champion_version: str | None = None  # the champion before this decision
     champion_score: float | None = None  # its score on the same test split
     promoted: bool = False  # the new version is now the champion
+    task: str = "classification"
+    threshold_source: str = "register.threshold"  # or the default, or BASELINE
+    baseline: dict[str, float | None] | None = None  # regression: the mean predictor's metrics
+
+
+def split_baseline(results: list[dict]) -> dict[str, float | None] | None:
+    """The metrics of predicting the test split's mean, as evaluate wrote them (the same in
+    every regression result: one test split); None for classification results."""
+    return next((r["baseline"] for r in results if r.get("baseline")), None)
+
+
+def _gate(
+    metric: str, threshold: float | None, task: str, baseline: dict | None
+) -> tuple[float | None, bool, str]:
+    """(threshold, strict, where it came from). Without ``threshold``: 0.75 for
+    classification; for regression the baseline's value of ``metric``, to beat strictly
+    (None if the baseline does not define it)."""
+    if threshold is not None:
+        return threshold, False, "register.threshold"
+    if task == "regression":
+        value = (baseline or {}).get(metric)
+        defined = value is not None and not math.isnan(value)
+        return (value if defined else None), True, BASELINE
+    return DEFAULT_THRESHOLD, False, f"the default for {task}, register.threshold is null"
 
 
 def decide(
-    results: list[dict], *, metric: str, threshold: float, model_name: str, alias: str
+    results: list[dict],
+    *,
+    metric: str,
+    threshold: float | None,
+    model_name: str,
+    alias: str,
+    task: str = "classification",
+    baseline: dict[str, float | None] | None = None,
 ) -> Decision:
     """Choose the best model by ``metric`` and apply the gate (``>= threshold``, or ``<=``
-    for a metric where lower is better such as log_loss). Pure: no MLflow calls."""
+    for a metric where lower is better such as log_loss or root_mean_squared_error).
+
+    Without a ``threshold``: 0.75 for classification; for regression the best model must
+    beat ``baseline`` (the metrics of predicting the test split's mean, from evaluate):
+    RMSE below the test target's standard deviation, R² above 0, and so on. Pure: no
+    MLflow calls.
+    """
     lower = metric in LOWER_IS_BETTER
     candidates = {r["model"]: r["metrics"].get(metric) for r in results}
     unknown = [r["model"] for r in results if metric not in r["metrics"]]
@@ -52,30 +92,50 @@ def decide(
             f"register.metric: '{metric}' is not among the metrics "
             f"({', '.join(sorted(results[0]['metrics']))})"
         )
+    limit, strict, source = _gate(metric, threshold, task, baseline)
+    common = dict(
+        model_name=model_name,
+        alias=alias,
+        metric=metric,
+        threshold=limit,
+        candidates=candidates,
+        task=task,
+        threshold_source=source,
+        baseline=baseline,
+    )
     scored = {m: v for m, v in candidates.items() if v is not None and not math.isnan(v)}
     if not scored:
         return Decision(
-            model_name,
-            alias,
-            metric,
-            threshold,
-            candidates,
-            None,
-            None,
-            False,
+            **common,
+            best=None,
+            value=None,
+            passed=False,
             reason=f"no model has a defined {metric} on the test split",
         )
     best = (min if lower else max)(sorted(scored), key=scored.get)
     value = scored[best]
-    passed = value <= threshold if lower else value >= threshold
-    op = "<=" if lower else ">="
+    if limit is None:
+        return Decision(
+            **common,
+            best=best,
+            value=value,
+            passed=False,
+            reason=(
+                f"{best} has {metric}={value:.4f}, but {BASELINE} has no {metric} to beat "
+                "(e.g. a constant target, or a zero for a percentage error): set "
+                "register.threshold"
+            ),
+        )
+    if strict:
+        passed, op = (value < limit, "<") if lower else (value > limit, ">")
+    else:
+        passed, op = (value <= limit, "<=") if lower else (value >= limit, ">=")
+    shown = f"{limit:.4f}" if source == BASELINE else f"{limit}"
     reason = (
         f"{best} has {metric}={value:.4f}, {'meets' if passed else 'misses'} the gate "
-        f"{metric} {op} {threshold}"
+        f"{metric} {op} {shown} ({source})"
     )
-    return Decision(
-        model_name, alias, metric, threshold, candidates, best, value, passed, reason=reason
-    )
+    return Decision(**common, best=best, value=value, passed=passed, reason=reason)
 
 
 def write_table(results: list[dict], path: Path) -> None:
@@ -92,8 +152,39 @@ def _fmt(value) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
+SHORT = {
+    "root_mean_squared_error": "RMSE",
+    "mean_absolute_error": "MAE",
+    "r2_score": "R²",
+    "mean_absolute_percentage_error": "MAPE",
+    "max_error": "max error",
+}
+
+
+def predicts(card: dict) -> str:
+    """What the model predicts: "Classifier of `<target>` on the `<dataset>` data", or
+    "Regressor of ..."."""
+    kind = "Regressor" if card.get("task") == "regression" else "Classifier"
+    return f"{kind} of `{card['target']}` on the `{card['dataset']}` data"
+
+
+def error_summary(metrics: dict, baseline: dict | None) -> str:
+    """A regressor's errors on the test split, and those of predicting the test split's
+    mean: "test split: RMSE 1.2, MAE 0.9, ...; predicting its mean: RMSE 2.1, ..."."""
+    errors = ", ".join(f"{SHORT.get(k, k)} {v:.4g}" for k, v in metrics.items() if v is not None)
+    text = f"test split: {errors}"
+    if baseline:
+        text += "; predicting its mean: " + ", ".join(
+            f"{SHORT.get(k, k)} {v:.4g}"
+            for k, v in baseline.items()
+            if v is not None and k != "r2_score"
+        )
+    return text
+
+
 def model_card(card: dict, metrics: dict, decision: Decision) -> str:
-    """A short model card in Markdown: data, label, features, estimator, scores, decision."""
+    """A short model card in Markdown: what it predicts, data, label, features, estimator,
+    scores, decision."""
     search = card.get("search")
     cv = (
         f"{search['metric']} {search['mean']:.4f} ± {search['std']:.4f} (CV), "
@@ -103,9 +194,16 @@ def model_card(card: dict, metrics: dict, decision: Decision) -> str:
     )
     dropped = ", ".join(f"{k} ({v})" for k, v in card.get("dropped", {}).items()) or "none"
     scores = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if v is not None)
+    op = "<=" if decision.metric in LOWER_IS_BETTER else ">="
+    if decision.threshold_source == BASELINE:
+        op = op[0]
+    threshold = "undefined" if decision.threshold is None else decision.threshold
+    regression = card.get("task") == "regression"
     lines = [
         f"# {decision.model_name}: {decision.best}",
         "",
+        f"- **Predicts**: {predicts(card)}"
+        + (f"; {error_summary(metrics, decision.baseline)}" if regression else ""),
         f"- **Data**: `{card['dataset']}`, train split sha256 `{card['train_sha256']}`, "
         f"{card['train_rows']} rows; label `{card['target']}`",
         f"- **Features**: numeric {', '.join(card['features']['numeric']) or 'none'}; "
@@ -113,27 +211,50 @@ def model_card(card: dict, metrics: dict, decision: Decision) -> str:
         f"- **Estimator**: `{card['estimator']}` with `{json.dumps(card['params'], default=str)}`",
         f"- **Cross-validation**: {cv}",
         f"- **Test split**: {scores}",
-        f"- **Gate**: {decision.metric} {'<=' if decision.metric in LOWER_IS_BETTER else '>='} "
-        f"{decision.threshold}: {'passed' if decision.passed else 'missed'}",
+        f"- **Gate**: {decision.metric} {op} {threshold} ({decision.threshold_source}): "
+        f"{'passed' if decision.passed else 'missed'}",
         f"- **Decision**: {decision.reason}",
     ]
     return "\n".join(lines) + "\n"
 
 
-def champion_score(model_name: str, alias: str, test_csv: Path, target: str, metric: str):
+def model_description(card: dict, metrics: dict, decision: Decision, challenger: str) -> str:
+    """The registered model's description: what it predicts (for a regressor, with the
+    test errors of the version just registered) and what its aliases mean."""
+    errors = (
+        f"; version {decision.version} on the {error_summary(metrics, decision.baseline)}"
+        if card.get("task") == "regression"
+        else ""
+    )
+    return (
+        f"{predicts(card)}, trained by snakeflow{errors}. `@{decision.alias}` is the version "
+        f"in use; a newly registered version that does not beat it by register.min_delta on "
+        f"{decision.metric} holds `@{challenger}`."
+    )
+
+
+def champion_score(
+    model_name: str,
+    alias: str,
+    test_csv: Path,
+    target: str,
+    metric: str,
+    task: str = "classification",
+):
     """The champion's ``metric`` on ``test_csv`` (the split the challenger was scored on)."""
     import numpy as np
-    import pandas as pd
 
     from snakeflow import models
-    from snakeflow.metrics import compute_metrics
+    from snakeflow.features import read_frame
+    from snakeflow.metrics import compute_metrics, compute_regression_metrics
 
     _, _, pipeline = models.load_champion(model_name, alias)
-    frame = pd.read_csv(test_csv, converters={target: str})
-    labels, features = frame[target], frame.drop(columns=[target])
+    features, labels = read_frame(test_csv, target, task)
+    if task == "regression":
+        return compute_regression_metrics(labels, pipeline.predict(features))[metric]
     classes = sorted(set(labels) | set(map(str, pipeline.classes_)))
     proba = pipeline.predict_proba(features)
-    ordered = np.zeros((len(frame), len(classes)))
+    ordered = np.zeros((len(features), len(classes)))
     for i, cls in enumerate(pipeline.classes_):
         ordered[:, classes.index(str(cls))] = proba[:, i]
     predicted = np.asarray([str(p) for p in pipeline.predict(features)])
@@ -171,7 +292,9 @@ def promote(decision: Decision, model, params, test_csv: Path) -> None:
         decision.reason += f"; registered version {version.version} as {alias} (the first)"
         return
     decision.champion_version = str(champion.version)
-    decision.champion_score = champion_score(name, alias, test_csv, params.target, decision.metric)
+    decision.champion_score = champion_score(
+        name, alias, test_csv, params.target, decision.metric, decision.task
+    )
     delta = params.min_delta
     versus = (
         f"{decision.metric} {decision.value:.4f} against {alias} version {champion.version}'s "
@@ -200,6 +323,8 @@ def main() -> None:
             threshold=params.threshold,
             model_name=params.model_name,
             alias=params.alias,
+            task=params.task,
+            baseline=split_baseline(results),
         )
         if decision.passed:
             best = next(r for r in results if r["model"] == decision.best)
@@ -219,10 +344,7 @@ def main() -> None:
             )
             registry.describe_model(
                 decision.model_name,
-                f"Classifier of `{card['target']}` on the `{card['dataset']}` data, trained by "
-                f"snakeflow. `@{decision.alias}` is the version in use; a newly registered "
-                f"version that does not beat it by register.min_delta on {decision.metric} "
-                f"holds `@{params.challenger_alias}`.",
+                model_description(card, best["metrics"], decision, params.challenger_alias),
             )
         else:
             decision.reason += f"; nothing registered, {decision.alias} left unchanged"

@@ -1,4 +1,5 @@
-"""search: score one grid point of one model by stratified k-fold CV on the train split."""
+"""search: score one grid point of one model by k-fold CV on the train split (stratified by
+class for classification)."""
 
 import sys
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedKFold
 
 from snakeflow import record
 from snakeflow.errors import UserError, run_main
@@ -25,7 +26,7 @@ from snakeflow.features import (
     read_frame,
 )
 from snakeflow.fileio import atomic_path
-from snakeflow.metrics import compute_metrics
+from snakeflow.metrics import compute_metrics, compute_regression_metrics
 
 
 def cross_validate(
@@ -42,28 +43,41 @@ def cross_validate(
     infer_drop: bool,
     seed: int,
     threads: int = 1,
+    task: str = "classification",
+    dataset: str | None = None,
 ) -> dict[str, Any]:
     """Mean, standard deviation and per-fold values of ``metric`` for ``params | point``.
 
-    Stratified k-fold on ``train_csv`` (seeded, so every point of every model sees the same
-    folds); the preprocessing is fitted inside each fold. Raises UserError if the train
-    split is too small for ``folds`` folds or the estimator rejects the point.
+    k-fold on ``train_csv``, seeded so every point of every model sees the same folds:
+    stratified by class for classification, a shuffled ``KFold`` for regression (scored
+    on ``predict`` alone). The preprocessing is fitted inside each fold. Raises UserError
+    if the train split is too small for ``folds`` folds, ``metric`` is not one of the
+    task's, or the estimator rejects the point.
     """
-    features, labels = read_frame(train_csv, target)
-    smallest = labels.value_counts().min()
-    if smallest < folds:
-        raise UserError(
-            f"cv.folds: {folds} folds need at least {folds} rows of every class in the train "
-            f"split; the smallest class has {smallest}: lower cv.folds"
-        )
+    features, labels = read_frame(train_csv, target, task)
+    if task == "regression":
+        if len(labels) < folds:
+            raise UserError(
+                f"cv.folds: {folds} folds need at least {folds} rows in the train split; "
+                f"it has {len(labels)}: lower cv.folds"
+            )
+        splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
+    else:
+        smallest = labels.value_counts().min()
+        if smallest < folds:
+            raise UserError(
+                f"cv.folds: {folds} folds need at least {folds} rows of every class in the "
+                f"train split; the smallest class has {smallest}: lower cv.folds"
+            )
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     plan = plan_features(features.assign(**{target: labels}), target, drop, infer_drop)
     settings = dict(params) | dict(point)
-    pipeline = build_pipeline(
-        plan, make_estimator(name, estimator, settings, seed=seed, threads=threads)
+    model = make_estimator(
+        name, estimator, settings, seed=seed, threads=threads, task=task, dataset=dataset
     )
-    classes = sorted(labels.unique())
+    pipeline = build_pipeline(plan, model)
+    classes = sorted(labels.unique()) if task != "regression" else []
     scores = []
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for fit_rows, val_rows in splitter.split(features, labels):
         fitted = clone(pipeline)
         try:
@@ -72,11 +86,18 @@ def cross_validate(
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"models.{name}.grid: {point} fails: {first}") from exc
         val = features.iloc[val_rows]
-        proba = fitted.predict_proba(val)
-        ordered = np.zeros((len(val), len(classes)))
-        for i, cls in enumerate(fitted.classes_):
-            ordered[:, classes.index(cls)] = proba[:, i]
-        values = compute_metrics(labels.iloc[val_rows], fitted.predict(val), ordered, classes)
+        if task == "regression":
+            values = compute_regression_metrics(labels.iloc[val_rows], fitted.predict(val))
+        else:
+            proba = fitted.predict_proba(val)
+            ordered = np.zeros((len(val), len(classes)))
+            for i, cls in enumerate(fitted.classes_):
+                ordered[:, classes.index(cls)] = proba[:, i]
+            values = compute_metrics(labels.iloc[val_rows], fitted.predict(val), ordered, classes)
+        if metric not in values:
+            raise UserError(
+                f"register.metric: '{metric}' is not a {task} metric ({', '.join(values)})"
+            )
         scores.append(values[metric])
     finite = [s for s in scores if not math.isnan(s)]
     return {
@@ -107,6 +128,8 @@ def main() -> None:
             infer_drop=params.infer_drop,
             seed=params.seed,
             threads=snakemake.threads,
+            task=params.task,
+            dataset=params.dataset,
         )
         result["point_id"] = snakemake.wildcards.point
         with atomic_path(snakemake.output.score) as tmp:

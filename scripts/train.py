@@ -37,13 +37,21 @@ def train_model(
     infer_drop: bool,
     seed: int,
     threads: int = 1,
+    task: str = "classification",
+    dataset: str | None = None,
 ) -> tuple[Pipeline, FeaturePlan, pd.DataFrame]:
-    """Fit the model ``name`` on ``train_csv``; return the pipeline, its features and X."""
-    features, labels = read_frame(train_csv, target)
+    """Fit the model ``name`` on ``train_csv``; return the pipeline, its features and X.
+
+    ``task`` is the dataset's: a classifier learns the target as text, a regressor as a
+    number (UserError naming the column if it is not one, or if the estimator is not of
+    the task).
+    """
+    features, labels = read_frame(train_csv, target, task)
     plan = plan_features(features.assign(**{target: labels}), target, drop, infer_drop)
-    pipeline = build_pipeline(
-        plan, make_estimator(name, estimator, params, seed=seed, threads=threads)
+    model = make_estimator(
+        name, estimator, params, seed=seed, threads=threads, task=task, dataset=dataset
     )
+    pipeline = build_pipeline(plan, model)
     try:
         pipeline.fit(features, labels)
     except (ValueError, TypeError) as exc:
@@ -90,6 +98,8 @@ def main() -> None:
             infer_drop=params.infer_drop,
             seed=params.seed,
             threads=snakemake.threads,
+            task=params.task,
+            dataset=params.dataset,
         )
         run.params(
             {
@@ -106,9 +116,11 @@ def main() -> None:
             plan.numeric,
             plan.used,
             models.raw_types(snakemake.input.raw, features.columns),
+            task=params.task,
         )
         card = {
             "dataset": params.dataset,
+            "task": params.task,
             "train_sha256": sha256_file(src),
             "train_rows": len(features),
             "target": params.target,

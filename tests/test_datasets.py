@@ -244,6 +244,8 @@ def test_every_run_is_tagged_with_its_dataset_and_task_and_the_parent_lists_both
         tags = run.data.tags
         dataset = tags["snakemake.wildcards.dataset"]
         assert tags["snakeflow.dataset"] == dataset
+        if tags["snakemake.rule"] == "download":
+            continue  # before clean has decided the task
         want = "regression" if dataset == "houses" else "classification"
         assert tags["snakeflow.task"] == want, (tags["snakemake.rule"], dataset)
     (clean,) = [r for r in wf.job_runs("clean") if r.data.params["dataset"] == "houses"]
@@ -282,7 +284,7 @@ def test_an_unconfigured_dataset_stops_with_the_configured_ones(two_datasets):
     wf, _, _ = two_datasets
     result = wf.run("-n", "data/clean/nope.csv", check=False)
     assert result.returncode == 1
-    errors = [line for line in result.output.splitlines() if "nope" in line]
+    errors = [line for line in result.output.splitlines() if "error" in line.lower()]
     assert errors == [
         "snakeflow error: dataset 'nope' is not configured; configured: houses, titanic"
     ]

@@ -53,7 +53,7 @@ def rules() -> dict[str, dict[str, str]]:
     """rule name -> its conda env and script, read from the Snakefile (snakefmt layout)."""
     text = (ROOT / "Snakefile").read_text()
     found = {}
-    for match in re.finditer(r"^rule (\w+):\n((?:    .*\n|\n)+)", text, re.M):
+    for match in re.finditer(r"^(?:rule|checkpoint) (\w+):\n((?:    .*\n|\n)+)", text, re.M):
         body = match.group(2)
         conda = re.search(r'conda:\n\s+"([^"]+)"', body)
         script = re.search(r'script:\n\s+"([^"]+)"', body)

@@ -214,3 +214,142 @@ def test_champion_and_challenger(tmp_path, store):
     same = decide(good, "good", 0.9)  # the champion again: nothing new
     assert not same.registered and "already champion (version 2)" in same.reason
     assert len(client.search_model_versions("name = 'flowers'")) == 3
+
+
+def _regression_csv(path, n: int = 120, seed: int = 0):
+    """y = 3*x1 - 2*x2 + a step per colour + noise; rooms is an integer column."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    colour = rng.choice(["red", "green", "blue"], n)
+    frame = pd.DataFrame(
+        {
+            "x1": rng.uniform(0, 10, n).round(3),
+            "x2": rng.normal(0, 3, n).round(3),
+            "rooms": rng.integers(1, 6, n),
+            "colour": colour,
+        }
+    )
+    step = frame["colour"].map({"red": 5.0, "green": 0.0, "blue": -5.0})
+    frame["y"] = (3 * frame["x1"] - 2 * frame["x2"] + step + rng.normal(0, 0.5, n)).round(3)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _train_regressor(src, name="ridge", estimator="sklearn.linear_model.Ridge", params=None):
+    return train_model(
+        src,
+        name=name,
+        target="y",
+        estimator=estimator,
+        params=params or {},
+        drop=[],
+        infer_drop=True,
+        seed=1,
+        task="regression",
+        dataset="houses",
+    )
+
+
+def test_a_saved_regressor_outputs_a_double_and_serving_answers_csv_rows(tmp_path):
+    """The signature's output is one double (not a float64 tensor), and the scoring server's
+    /invocations handler answers CSV rows with a number per row."""
+    import json
+
+    from mlflow.pyfunc import scoring_server
+    from mlflow.types import DataType
+    from mlflow.types.schema import ColSpec
+
+    src = _regression_csv(tmp_path / "houses.csv")
+    pipeline, plan, features = _train_regressor(src)
+    types = models.raw_types(src, features.columns)
+    assert types["rooms"] == "long"
+    sig = models.signature(
+        features,
+        pipeline.predict(features.head(5)),
+        plan.numeric,
+        plan.used,
+        types,
+        task="regression",
+    )
+    assert sig.outputs.inputs == [ColSpec(DataType.double)]
+    models.save(pipeline, features, tmp_path / "model", sig)
+    model = mlflow.pyfunc.load_model(str(tmp_path / "model"))
+    assert model.metadata.get_output_schema().inputs[0].type == DataType.double
+
+    rows = pd.read_csv(src).drop(columns=["y"])
+    response = scoring_server.invocations(
+        rows.head(7).to_csv(index=False),
+        "text/csv",
+        model,
+        model.metadata.get_input_schema(),
+    )
+    assert response.status == 200, response.response
+    answered = json.loads(response.response)["predictions"]
+    assert len(answered) == 7 and all(isinstance(v, float) for v in answered)
+    assert answered == pytest.approx(list(pipeline.predict(rows.head(7))))
+
+
+def test_champion_score_of_a_regression_champion(tmp_path, store):
+    """register compares a challenger with a regression champion by predict and the
+    regression metrics of the same test split."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from register import Decision, champion_score, promote
+    from snakeflow.metrics import compute_regression_metrics
+
+    src, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    _regression_csv(src, 150, seed=2)
+    _regression_csv(test, 50, seed=3)
+    client = MlflowClient(store)
+    experiment_id = client.create_experiment("snakeflow")
+    logged = {}
+    for name, estimator in (
+        ("dummy", "sklearn.dummy.DummyRegressor"),
+        ("ridge", "sklearn.linear_model.Ridge"),
+    ):
+        pipeline, plan, features = _train_regressor(src, name, estimator)
+        sig = models.signature(
+            features,
+            pipeline.predict(features.head(5)),
+            plan.numeric,
+            plan.used,
+            task="regression",
+        )
+        models.save(pipeline, features, tmp_path / name, sig)
+        run = client.create_run(experiment_id)
+        logged[name] = (
+            plugin_jobs.Models(client).log(
+                experiment_id, run.info.run_id, str(tmp_path / name), name
+            ),
+            pipeline,
+        )
+    params = SimpleNamespace(challenger_alias="challenger", min_delta=0.0, target="y")
+    metric = "root_mean_squared_error"
+
+    def decide(name, value):
+        decision = Decision(
+            "houses", "champion", metric, None, {}, name, value, True, task="regression"
+        )
+        promote(decision, logged[name][0], params, test)
+        return decision
+
+    first = decide("dummy", 9.0)
+    assert first.promoted
+    frame = pd.read_csv(test)
+    expected = compute_regression_metrics(
+        frame["y"], logged["dummy"][1].predict(frame.drop(columns=["y"]))
+    )
+    score = champion_score("houses", "champion", test, "y", metric, "regression")
+    assert score == pytest.approx(expected[metric])
+    assert score == pytest.approx(
+        np.sqrt(np.mean((frame["y"] - logged["dummy"][1].predict(frame)) ** 2))
+    )
+    r2 = champion_score("houses", "champion", test, "y", "r2_score", "regression")
+    assert r2 < 0.05  # the train mean, on another split
+
+    better = decide("ridge", 0.6)  # lower RMSE than the dummy's: promoted
+    assert better.promoted and better.champion_score == pytest.approx(score)
+    assert "becomes champion" in better.reason

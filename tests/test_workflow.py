@@ -35,7 +35,7 @@ def test_full_run_files_and_runs(workflow, titanic_url):
     assert len(parents) == 1 and len(jobs) == 2
     parent = parents[0]
     assert parent.info.status == "FINISHED"
-    assert parent.data.params["dataset"] == "titanic"
+    assert parent.data.params["datasets.titanic.target"] == "Survived"
     assert "data/clean/titanic.csv" in parent.data.tags["snakemake.targets"]
     # the source: the workflow's commit and, for a job, its step's script
     assert parent.data.tags["mlflow.source.git.commit"] == commit

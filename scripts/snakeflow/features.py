@@ -1,4 +1,4 @@
-"""Features and estimators: which columns a model uses, its preprocessing, the classifier.
+"""Features and estimators: which columns a model uses, its preprocessing, the estimator.
 
 pandas and scikit-learn only (no MLflow): train and the grid search (search) share it.
 """
@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
-from sklearn.base import is_classifier
+from sklearn.base import is_classifier, is_regressor
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
@@ -90,11 +91,22 @@ def overridden(params: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:
     return {k: params[k] for k in point if k in params}
 
 
-def make_estimator(name: str, path: str, params: dict[str, Any], *, seed: int, threads: int):
+def make_estimator(
+    name: str,
+    path: str,
+    params: dict[str, Any],
+    *,
+    seed: int,
+    threads: int,
+    task: str = "classification",
+    dataset: str | None = None,
+):
     """Import ``path`` (e.g. ``sklearn.ensemble.RandomForestClassifier``) and build it.
 
     ``random_state`` and ``n_jobs`` are filled from the seed and the job's threads (when
-    more than one) if the estimator takes them and the config does not set them.
+    more than one) if the estimator takes them and the config does not set them. The
+    estimator must be of the dataset's ``task``: a classifier with ``predict_proba``, or a
+    regressor; anything else is a UserError naming the model and ``dataset``.
     """
     module_name, _, class_name = path.rpartition(".")
     try:
@@ -114,9 +126,31 @@ def make_estimator(name: str, path: str, params: dict[str, Any], *, seed: int, t
         estimator = cls(**params)
     except TypeError as exc:
         raise UserError(f"models.{name}.params: {path} rejects them: {exc}") from exc
-    if not is_classifier(estimator) or not hasattr(estimator, "predict_proba"):
-        raise UserError(f"models.{name}.estimator: {path} is not a classifier with predict_proba")
+    _check_kind(estimator, name, path, task, dataset)
     return estimator
+
+
+KINDS = {"classification": "classifier", "regression": "regressor"}
+
+
+def _check_kind(estimator, name: str, path: str, task: str, dataset: str | None) -> None:
+    """UserError unless ``estimator`` is a model of ``task`` (see :func:`make_estimator`)."""
+    if task not in KINDS:
+        raise UserError(f"task: '{task}' is not one of {', '.join(KINDS)}")
+    kind = "classifier" if is_classifier(estimator) else None
+    kind = kind or ("regressor" if is_regressor(estimator) else None)
+    if kind is None:
+        raise UserError(f"models.{name}.estimator: {path} is neither a classifier nor a regressor")
+    wanted = KINDS[task]
+    if kind != wanted:
+        where = f"dataset '{dataset}'" if dataset else "the dataset"
+        listed = f"datasets.{dataset}.models" if dataset else "datasets.<name>.models"
+        raise UserError(
+            f"models.{name}: {path} is a {kind}; {where} is a {task} task: list {wanted}s "
+            f"for it ({listed}) or set its task"
+        )
+    if kind == "classifier" and not hasattr(estimator, "predict_proba"):
+        raise UserError(f"models.{name}.estimator: {path} is not a classifier with predict_proba")
 
 
 def build_pipeline(plan: FeaturePlan, estimator) -> Pipeline:
@@ -137,9 +171,32 @@ def build_pipeline(plan: FeaturePlan, estimator) -> Pipeline:
     return Pipeline([("preprocess", pre), ("model", estimator)])
 
 
-def read_frame(path: Path, target: str) -> tuple[pd.DataFrame, pd.Series]:
-    """Features and label of a split CSV; the label keeps its CSV text (e.g. "1", "setosa")."""
+def read_frame(
+    path: Path, target: str, task: str = "classification"
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Features and target of a split CSV. Classification: the label keeps its CSV text
+    (e.g. "1", "setosa"). Regression: the target as float64; UserError naming the column
+    at the first value that is not a finite number (a missing one included)."""
     frame = pd.read_csv(path, converters={target: str})
     if target not in frame.columns:
         raise UserError(f"target column '{target}' is not in {path}; check target")
-    return frame.drop(columns=[target]), frame[target]
+    labels = frame[target]
+    if task == "regression":
+        labels = numeric_target(labels, target, path)
+    return frame.drop(columns=[target]), labels
+
+
+def numeric_target(text: pd.Series, target: str, path: Path) -> pd.Series:
+    """The CSV text ``text`` as float64, or a UserError naming ``target`` and the first
+    line whose value is not a finite number."""
+    numbers = pd.to_numeric(text, errors="coerce").astype("float64")
+    bad = ~np.isfinite(numbers.to_numpy())
+    if bad.any():
+        row = int(bad.nonzero()[0][0])
+        value = text.iloc[row]
+        shown = "no value" if pd.isna(value) else repr(str(value)[:40])
+        raise UserError(
+            f"target column '{target}' must hold numbers for regression; {path} line "
+            f"{row + 2} has {shown}: check target or set the task"
+        )
+    return numbers

@@ -1,4 +1,8 @@
-"""Classification metrics: one definition for evaluate, the grid search and the registry."""
+"""Model metrics: one definition for evaluate, the grid search and the registry.
+
+Classification: accuracy, balanced accuracy, F1, ROC AUC, log loss. Regression: the metrics
+MLflow's default regressor evaluator logs, under its names (root_mean_squared_error, ...).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,15 @@ import math
 import numpy as np
 from sklearn import metrics as skm
 
-LOWER_IS_BETTER = {"log_loss"}
+TASKS = ("classification", "regression")
+LOWER_IS_BETTER = {
+    "log_loss",
+    "root_mean_squared_error",
+    "mean_absolute_error",
+    "mean_absolute_percentage_error",
+    "max_error",
+}
+DEFAULT_METRIC = {"classification": "roc_auc", "regression": "root_mean_squared_error"}
 
 
 def better(a: float, b: float, metric: str, min_delta: float = 0.0) -> bool:
@@ -16,6 +28,13 @@ def better(a: float, b: float, metric: str, min_delta: float = 0.0) -> bool:
 
 
 METRICS = ("accuracy", "balanced_accuracy", "f1", "roc_auc", "log_loss")
+REGRESSION_METRICS = (
+    "root_mean_squared_error",
+    "mean_absolute_error",
+    "r2_score",
+    "mean_absolute_percentage_error",
+    "max_error",
+)
 
 
 def compute_metrics(y_true, y_pred, proba: np.ndarray, classes) -> dict[str, float]:
@@ -47,3 +66,33 @@ def compute_metrics(y_true, y_pred, proba: np.ndarray, classes) -> dict[str, flo
         out["roc_auc"] = math.nan
     out["log_loss"] = skm.log_loss(y_true, proba, labels=classes)
     return {k: float(v) for k, v in out.items()}
+
+
+def compute_regression_metrics(y_true, y_pred) -> dict[str, float]:
+    """RMSE, MAE, R², MAPE and max error of one regressor's predictions (MLflow's names).
+
+    NaN where a metric is undefined for these values: R² when ``y_true`` is constant (or a
+    single row), MAPE when ``y_true`` holds a zero (scikit-learn would divide by its
+    epsilon instead and report a huge number).
+    """
+    y_true = np.asarray(y_true, dtype="float64")
+    y_pred = np.asarray(y_pred, dtype="float64")
+    varies = len(y_true) > 1 and np.ptp(y_true) > 0
+    out = {
+        "root_mean_squared_error": skm.root_mean_squared_error(y_true, y_pred),
+        "mean_absolute_error": skm.mean_absolute_error(y_true, y_pred),
+        "r2_score": skm.r2_score(y_true, y_pred) if varies else math.nan,
+        "mean_absolute_percentage_error": (
+            math.nan if (y_true == 0).any() else skm.mean_absolute_percentage_error(y_true, y_pred)
+        ),
+        "max_error": skm.max_error(y_true, y_pred),
+    }
+    return {k: float(v) for k, v in out.items()}
+
+
+def baseline(y_true) -> dict[str, float]:
+    """Each regression metric of a constant prediction of the mean of ``y_true``: what a
+    regressor must beat to be of use (its RMSE is the standard deviation of ``y_true``, its
+    R² is 0)."""
+    y_true = np.asarray(y_true, dtype="float64")
+    return compute_regression_metrics(y_true, np.full(len(y_true), y_true.mean()))

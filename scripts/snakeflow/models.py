@@ -1,8 +1,8 @@
 """MLflow models: save a fitted sklearn pipeline locally, load it back, load the champion.
 
-Used by train, evaluate and predict (their envs have scikit-learn, pandas and skops). Only
-predict reaches the tracking store (for the champion); the registry calls live in
-``snakeflow.registry``.
+Used by train, evaluate, register and predict (their envs have scikit-learn, pandas and
+skops). Only register (the champion, to compare a challenger with it) and predict reach the
+tracking store; the registry calls live in ``snakeflow.registry``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import mlflow
 import mlflow.sklearn
+import numpy as np
 import pandas as pd
 import skops.io
 from mlflow.models import ModelSignature, infer_signature
@@ -51,6 +52,8 @@ def signature(
     numeric: list[str],
     used: list[str],
     types: dict[str, str] | None = None,
+    *,
+    task: str = "classification",
 ):
     """Input schema of raw CSV rows: every column by name, typed as pandas reads the raw file
     (``types``, from :func:`raw_types`: integers as long, other numbers as double, text as
@@ -58,7 +61,12 @@ def signature(
     serve`` parses CSV rows with the same types. A missing value is accepted in any double or
     string column (the model imputes it). Without ``types``, every number is a double.
     Columns the model does not use are optional.
+
+    Output: what ``infer_signature`` makes of a classifier's ``predictions``; for a
+    regressor (``task="regression"``) one double, whatever dtype ``predictions`` has.
     """
+    if task == "regression":
+        predictions = pd.Series(np.asarray(predictions, dtype="float64"))
     with warnings.catch_warnings():  # the integer-column hint: types are set below
         warnings.simplefilter("ignore", UserWarning)
         outputs = infer_signature(frame.head(5), predictions).outputs
