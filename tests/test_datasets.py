@@ -258,9 +258,10 @@ def test_every_run_is_tagged_with_its_dataset_and_task_and_the_parent_lists_both
 
 def test_a_change_to_one_dataset_reruns_only_its_jobs(two_datasets, tmp_path):
     wf, _, _ = two_datasets
-    change = tmp_path / "change.yaml"
-    change.write_text(yaml.safe_dump({"datasets": {"houses": {"split": {"seed": 7}}}}))
-    dry = wf.run("-n", "--configfile", str(change))
+    assert wf.run().ran == []  # a no-op after the run
+    split = tmp_path / "split.yaml"
+    split.write_text(yaml.safe_dump({"datasets": {"houses": {"split": {"seed": 7}}}}))
+    dry = wf.run("-n", "--configfile", str(split))
     assert dry.would_run == {
         "split": 1,
         "search": 2,
@@ -270,7 +271,18 @@ def test_a_change_to_one_dataset_reruns_only_its_jobs(two_datasets, tmp_path):
         "predict": 1,
     }
     assert "dataset=titanic" not in dry.output and "dataset=houses" in dry.output
-    assert wf.run("-n").would_run == {}  # nothing else is stale
+    # a clean setting: clean is the checkpoint that decides the task, so the jobs after it
+    # are planned once it has run; the run itself reruns that dataset's jobs only
+    clean = tmp_path / "clean.yaml"
+    clean.write_text(yaml.safe_dump({"datasets": {"houses": {"clean": {"dropna": "none"}}}}))
+    rerun = wf.run("--configfile", str(clean))
+    assert sorted(rerun.ran) == sorted(
+        ["clean", "split", "search", "search", "train", "train", "evaluate", "evaluate"]
+        + ["register", "predict"]
+    )
+    again = {r.data.tags["snakemake.wildcards.dataset"] for r in wf.job_runs()[: len(rerun.ran)]}
+    assert again == {"houses"}
+    assert wf.run("--configfile", str(clean)).ran == []
 
 
 def test_a_file_target_runs_only_what_that_datasets_file_needs(two_datasets):

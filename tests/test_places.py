@@ -19,7 +19,8 @@ def places(tmp_path, http_server):
     work = tmp_path / "work"
     work.mkdir()
     url = http_server.publish("places/titanic.csv", to_csv(titanic_rows(120)))
-    (work / "config.yaml").write_text(yaml.safe_dump({"data_url": url, "dataset": "mine"}))
+    config = {"datasets": {"mine": {"url": url, "target": "Survived"}}}
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
     env = {"PATH": subprocess.os.environ["PATH"], "HOME": subprocess.os.environ["HOME"]}
     return workflow, work, env
 
