@@ -132,17 +132,9 @@ rule search:
         "envs/search.yaml"
     threads: config["train"]["threads"]
     params:
-        dataset="{dataset}",
-        target=sf.setting(DATASETS, "target"),
-        task=sf.task_of(DATASETS, checkpoints.clean),
-        estimator=sf.model_setting(config, "estimator"),
-        model_params=sf.model_setting(config, "params"),
+        **sf.model_params(config, DATASETS, checkpoints.clean),
         point=sf.point_setting(config),
         folds=config["cv"]["folds"],
-        metric=sf.metric_of(DATASETS, checkpoints.clean),
-        drop=sf.setting(DATASETS, "features", "drop"),
-        infer_drop=sf.setting(DATASETS, "features", "infer_drop"),
-        seed=sf.setting(DATASETS, "split", "seed"),
     script:
         "scripts/search.py"
 
@@ -163,15 +155,7 @@ rule train:
         "envs/train.yaml"
     threads: config["train"]["threads"]
     params:
-        dataset="{dataset}",
-        target=sf.setting(DATASETS, "target"),
-        task=sf.task_of(DATASETS, checkpoints.clean),
-        estimator=sf.model_setting(config, "estimator"),
-        model_params=sf.model_setting(config, "params"),
-        drop=sf.setting(DATASETS, "features", "drop"),
-        infer_drop=sf.setting(DATASETS, "features", "infer_drop"),
-        seed=sf.setting(DATASETS, "split", "seed"),
-        metric=sf.metric_of(DATASETS, checkpoints.clean),
+        **sf.model_params(config, DATASETS, checkpoints.clean),
     script:
         "scripts/train.py"
 

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import clean
-from clean import NA_VALUES, clean_csv
+from snakeflow import cleaning
+from snakeflow.cleaning import clean_csv
+from snakeflow.csvio import NA_VALUES
 from snakeflow.errors import UserError
 from support import expected_clean, titanic_rows, to_csv
 
@@ -153,13 +154,15 @@ def test_property_matches_pandas_and_keeps_rows(tmp_path, ncols, data, ending, b
     exact, fast = tmp_path / "p-exact.csv", tmp_path / "p-fast.csv"
     exact.unlink(missing_ok=True)
     fast.unlink(missing_ok=True)
-    assert clean._clean_exact(src, exact) == stats  # the fast path agrees with the exact one
+    assert cleaning._clean_exact(src, exact) == stats  # the fast path agrees with the exact one
     assert exact.read_bytes() == dst.read_bytes()
     try:  # also when its chunks end anywhere
         chunk = data.draw(st.integers(1, 64))
-        assert clean._clean_fast(src, fast, target=None, dropna="any", chunk_bytes=chunk) == stats
+        assert (
+            cleaning._clean_fast(src, fast, target=None, dropna="any", chunk_bytes=chunk) == stats
+        )
         assert fast.read_bytes() == dst.read_bytes()
-    except clean._NeedsExactPath:
+    except cleaning._NeedsExactPath:
         assert not fast.exists()
     assert stats.rows_in == len(rows)
     assert stats.rows_out + stats.dropped_nulls == stats.rows_in
@@ -182,8 +185,8 @@ def _raw(row, ending):
 def test_fast_path_matches_exact_path(tmp_path, ending, dropna):
     src = tmp_path / "big.csv"
     src.write_bytes(b"\xef\xbb\xbf" + to_csv(titanic_rows(3000, seed=4), ending))
-    fast = clean._clean_fast(src, tmp_path / "fast.csv", target="Survived", dropna=dropna)
-    exact = clean._clean_exact(src, tmp_path / "exact.csv", target="Survived", dropna=dropna)
+    fast = cleaning._clean_fast(src, tmp_path / "fast.csv", target="Survived", dropna=dropna)
+    exact = cleaning._clean_exact(src, tmp_path / "exact.csv", target="Survived", dropna=dropna)
     assert fast == exact
     assert (tmp_path / "fast.csv").read_bytes() == (tmp_path / "exact.csv").read_bytes()
 
@@ -209,8 +212,10 @@ def test_fast_path_hands_over_what_it_cannot_vouch_for(tmp_path, text):
     src = tmp_path / "odd.csv"
     src.write_text(text, newline="")
     for chunk in (4, 1 << 20):  # records cut at chunk boundaries, and whole
-        with pytest.raises(clean._NeedsExactPath):
-            clean._clean_fast(src, tmp_path / "o.csv", target=None, dropna="any", chunk_bytes=chunk)
+        with pytest.raises(cleaning._NeedsExactPath):
+            cleaning._clean_fast(
+                src, tmp_path / "o.csv", target=None, dropna="any", chunk_bytes=chunk
+            )
         assert not (tmp_path / "o.csv").exists()
 
 
@@ -242,12 +247,12 @@ def test_fast_path_never_disagrees_with_the_exact_one(tmp_path, body, chunk, dro
 def _assert_fast_agrees(src, fast, exact, *, chunk, dropna):
     """The fast path hands over, or accepts what the exact path accepts, with the same result."""
     try:
-        expected = clean._clean_exact(src, exact, dropna=dropna)
+        expected = cleaning._clean_exact(src, exact, dropna=dropna)
     except UserError as exc:
         expected = exc
     try:
-        got = clean._clean_fast(src, fast, target=None, dropna=dropna, chunk_bytes=chunk)
-    except clean._NeedsExactPath:
+        got = cleaning._clean_fast(src, fast, target=None, dropna=dropna, chunk_bytes=chunk)
+    except cleaning._NeedsExactPath:
         assert not fast.exists()
         return
     assert not isinstance(expected, UserError), f"the fast path accepts a file that {expected}"
@@ -326,10 +331,10 @@ def test_quotes_inside_unquoted_fields_stay_on_the_fast_path(tmp_path, chunk):
     text = 'id,height,note\n1,5\'10",x"y\n2,6\',"a ""b"""\n3,,z\n4,1"2"3,""\n'
     src = tmp_path / "lit.csv"
     src.write_text(text, newline="")
-    fast = clean._clean_fast(
+    fast = cleaning._clean_fast(
         src, tmp_path / "fast.csv", target=None, dropna="any", chunk_bytes=chunk
     )
-    exact = clean._clean_exact(src, tmp_path / "exact.csv")
+    exact = cleaning._clean_exact(src, tmp_path / "exact.csv")
     assert fast == exact
     assert (tmp_path / "fast.csv").read_bytes() == (tmp_path / "exact.csv").read_bytes()
     assert (tmp_path / "fast.csv").read_text() == text.replace("3,,z\n", "").replace(
@@ -359,10 +364,10 @@ def test_malformed_quotes_and_unnamed_columns_fail_on_every_path(tmp_path, kwarg
 def test_fast_path_in_small_chunks_matches(tmp_path, chunk):
     src = tmp_path / "big.csv"
     src.write_bytes(to_csv(titanic_rows(400, seed=9), "\r\n"))
-    fast = clean._clean_fast(
+    fast = cleaning._clean_fast(
         src, tmp_path / "fast.csv", target="Survived", dropna="any", chunk_bytes=chunk
     )
-    exact = clean._clean_exact(src, tmp_path / "exact.csv", target="Survived", dropna="any")
+    exact = cleaning._clean_exact(src, tmp_path / "exact.csv", target="Survived", dropna="any")
     assert fast == exact
     assert (tmp_path / "fast.csv").read_bytes() == (tmp_path / "exact.csv").read_bytes()
 

@@ -1,8 +1,12 @@
 """Code shared by the snakeflow Snakefile and its step scripts.
 
 - ``workflow``: helpers the Snakefile needs at parse time (standard library only, so a
-  no-op ``snakemake`` stays cheap);
+  no-op ``snakemake`` stays cheap): datasets, their settings, grid points;
 - ``record``: what a step records for MLflow (its job record; standard library only);
+- ``tasks``: classification or regression, decided from the target, and what differs
+  between the two (metrics, folds, plots, the default gate);
+- ``cleaning``: clean's streaming CSV engine (kept rows byte-identical);
+- ``features``, ``metrics``: the preprocessing and estimator of a model, and its scores;
 - ``models``, ``registry``: saving and loading models, and the Model Registry (register and
   predict are the only steps that reach the tracking store);
 - ``fileio``, ``urls``, ``errors``, ``csvio``: atomic writes, URL handling, user-facing

@@ -321,6 +321,22 @@ def model_setting(config: dict, key: str):
     return setting
 
 
+def model_params(config: dict, datasets: dict[str, dict], checkpoint) -> dict:
+    """The params search and train share: one model of one dataset, its settings and the
+    dataset's (so a change to either reruns exactly that model's jobs of that dataset)."""
+    return {
+        "dataset": "{dataset}",
+        "target": setting(datasets, "target"),
+        "task": task_of(datasets, checkpoint),
+        "estimator": model_setting(config, "estimator"),
+        "model_params": model_setting(config, "params"),
+        "metric": metric_of(datasets, checkpoint),
+        "drop": setting(datasets, "features", "drop"),
+        "infer_drop": setting(datasets, "features", "infer_drop"),
+        "seed": setting(datasets, "split", "seed"),
+    }
+
+
 def grid_points(config: dict, model: str) -> dict[str, dict]:
     """The points of ``models.<model>.grid``: a stable id -> the point's parameter values.
 
