@@ -67,6 +67,35 @@ def titanic_csv(path: Path, rows: int, seed: int = 0) -> Path:
     return path
 
 
+def houses_csv(path: Path, rows: int, seed: int = 0) -> Path:
+    """A regression CSV: a price (with cents) from area, rooms, age and district, with noise,
+    an id column and ~5% missing ages."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    rng = np.random.default_rng(seed)
+    n = rows
+    area = np.round(rng.uniform(35, 220, n), 1)
+    rooms = np.maximum(1, area // 30 + rng.integers(-1, 2, n)).astype(int)
+    age = rng.integers(0, 90, n)
+    district = rng.choice(["north", "centre", "south"], n)
+    premium = np.select([district == "north", district == "centre"], [40_000.0, 90_000.0], 0.0)
+    price = 2_500 * area + 8_000 * rooms - 600 * age + premium + rng.normal(0, 15_000, n)
+    table = pa.table(
+        {
+            "house_id": pa.array(np.arange(5000, 5000 + n)),
+            "area_m2": pa.array(area),
+            "rooms": pa.array(rooms),
+            "age_years": pa.array(age, mask=rng.random(n) < 0.05),
+            "district": pa.array(district),
+            "price": pa.array(np.round(price, 2)),
+        }
+    )
+    pacsv.write_csv(table, path, pacsv.WriteOptions(quoting_style="needed"))
+    return path
+
+
 class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:  # no line per request on stderr
         pass

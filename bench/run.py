@@ -37,6 +37,7 @@ from harness import (
     benchmark_walls,
     describe,
     env_for,
+    houses_csv,
     python,
     ran,
     run_walls,
@@ -62,6 +63,7 @@ SECTIONS = (
     "vs_mlflow_projects",
     "scale",
     "grid",
+    "datasets",
     "logger_sqlite",
     "logger_server",
     "logger_replay",
@@ -339,6 +341,59 @@ def bench_grid_and_incremental(tmp: Path, designs: Designs, url: str) -> dict:
     }
 
 
+REGRESSORS3 = {  # the default config's three regressors, without forest_reg's grid
+    "ridge": {"estimator": "sklearn.linear_model.Ridge", "task": "regression"},
+    "forest_reg": {
+        "estimator": "sklearn.ensemble.RandomForestRegressor",
+        "task": "regression",
+        "params": {"n_estimators": 300},
+    },
+    "boost_reg": {
+        "estimator": "sklearn.ensemble.HistGradientBoostingRegressor",
+        "task": "regression",
+    },
+}
+
+
+def bench_datasets(tmp: Path, designs: Designs, server: Server, www: Path, reps: int) -> dict:
+    """Two datasets (the Titanic, a regression CSV of 2,000 rows), three models each, at
+    --cores 2 from a fresh copy: in one invocation (one DAG) against the same two run one
+    after the other (``--config dataset=<name>``, the single-dataset form), alternating in
+    balanced order (ABBA ...)."""
+    houses_csv(www / "houses.csv", 2_000)
+    datasets = {
+        "titanic": {"url": f"{server.url}/titanic.csv", "target": "Survived"},
+        "houses": {"url": f"{server.url}/houses.csv", "target": "price"},
+    }
+    config = {
+        "datasets": datasets,
+        "models": MODELS3 | REGRESSORS3,
+        "register": {"threshold": None},  # each task's own default gate
+    }
+    commands = {
+        "one_dag": [[SNAKEMAKE, "--cores", "2"]],
+        "one_after_the_other": [
+            [SNAKEMAKE, "--cores", "2", "--config", f"dataset={name}"] for name in datasets
+        ],
+    }
+    samples: dict[str, list[float]] = {k: [] for k in commands}
+    order = list(commands)
+    for rep in range(reps):
+        for name in order if rep % 2 == 0 else order[::-1]:
+            wf, env = designs.copy("new", tmp / f"datasets-{name}-{rep}", **config)
+            seconds = 0.0
+            for cmd in commands[name]:
+                took, code, output = timed(cmd, wf, env)
+                if code != 0:
+                    raise RuntimeError(f"{' '.join(cmd)} failed:\n{output[-3000:]}")
+                seconds += took
+            samples[name].append(seconds)
+            shutil.rmtree(wf)
+    res = {k: summary(v) for k, v in samples.items()}
+    res["one_dag_vs_sequential"] = res["one_dag"]["median"] / res["one_after_the_other"]["median"]
+    return res
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -414,6 +469,7 @@ def main() -> None:
             sizes = (1_000_000,) if args.quick else (1_000_000, 10_000_000)
             section("scale", lambda: [bench_scale(tmp, designs, server, www, n) for n in sizes])
             section("grid", bench_grid_and_incremental, tmp, designs, url)
+            section("datasets", bench_datasets, tmp, designs, server, www, 2)
             section("logger_sqlite", bench_logger_sqlite, tmp, designs.plugin, 2)
             section("logger_server", bench_logger_server, tmp, designs.plugin, 2)
             section("logger_replay", bench_logger_replay, tmp, designs.plugin)
