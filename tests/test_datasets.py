@@ -49,7 +49,7 @@ def test_the_default_config_is_the_seeds_one_dataset():
     (name,) = resolved = resolve_datasets(config())
     assert name == "titanic" and resolved[name]["target"] == "Survived"
     assert resolved[name]["url"].endswith("/titanic.csv")
-    assert resolved[name]["task"] == "auto"
+    assert resolved[name]["task"] == "classification"
     assert resolved[name]["register"]["model_name"] == "titanic"
 
 
@@ -171,8 +171,8 @@ CLASSIFIERS = {k: GRID[k] for k in ("logreg", "tree")}
 
 @pytest.fixture(scope="module")
 def two_datasets(tmp_path_factory, http_server, store_template):
-    """A workflow copy configured with a classification and a regression dataset (both
-    ``task: auto``), run once to the end with ``--cores 2``."""
+    """A workflow copy configured with a classification dataset (the default task) and a
+    regression one (``task: auto``, decided by clean), run once to the end, ``--cores 2``."""
     wf = Workflow(copy_workflow(tmp_path_factory.mktemp("two") / "wf"))
     shutil.copy2(store_template, wf.db)
     urls = {
@@ -182,7 +182,7 @@ def two_datasets(tmp_path_factory, http_server, store_template):
     wf.configure(
         datasets={
             "titanic": {"url": urls["titanic"], "target": "Survived"},
-            "houses": {"url": urls["houses"], "target": "price"},
+            "houses": {"url": urls["houses"], "target": "price", "task": "auto"},
         },
         models=CLASSIFIERS | REGRESSORS,
     )
@@ -231,6 +231,9 @@ def test_each_dataset_registers_its_own_champion_by_its_tasks_metric(two_dataset
         "max_error",
     } <= set(metrics["metrics"])
     assert metrics["metrics"]["r2_score"] > 0.5  # the price follows the features
+    # below the test target's standard deviation: the RMSE of predicting its mean
+    rmse = metrics["metrics"]["root_mean_squared_error"]
+    assert rmse < 0.7 * metrics["baseline"]["root_mean_squared_error"]
     plots = {p.name for p in (wf.path / "results/houses/plots/ridge").iterdir()}
     assert {"predicted_vs_actual.png", "residuals.png", "worst_predictions.csv"} <= plots
     assert "roc.png" in {p.name for p in (wf.path / "results/titanic/plots/tree").iterdir()}
