@@ -82,7 +82,7 @@ def cluster_server(tmp_path_factory):
         os.environ.get("SNAKEFLOW_REQUIRE_SLURM") or os.environ.get("SNAKEFLOW_REQUIRE_SGE")
     ):
         pytest.fail("CI runs the cluster tests on PostgreSQL: SNAKEFLOW_POSTGRES_URI is unset")
-    srv = TrackingServer(tmp_path_factory.mktemp("tracking-server"), backend=backend)
+    srv = TrackingServer(tmp_path_factory.mktemp("tracking-server"), backend=backend, workers=2)
     yield srv
     srv.stop()
 
