@@ -13,9 +13,17 @@ from pathlib import Path
 
 import pytest
 
+from support import schedule
 from support.data import GRID, titanic_rows, to_csv
 from support.servers import DroppingServer, QuietHTTPServer, Server, TrackingServer, _Handler
 from support.workflow import Workflow, copy_workflow
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slowest tests first, spread over the xdist workers (tests/support/schedule.py)."""
+    workers = getattr(config, "workerinput", {}).get("workercount", 1)
+    if workers > 1:
+        items[:] = schedule.order(items, workers)
 
 
 @pytest.fixture(scope="session")
