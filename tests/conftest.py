@@ -13,9 +13,17 @@ from pathlib import Path
 
 import pytest
 
+from support import schedule
 from support.data import GRID, titanic_rows, to_csv
 from support.servers import DroppingServer, QuietHTTPServer, Server, TrackingServer, _Handler
 from support.workflow import Workflow, copy_workflow
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slowest tests first, spread over the xdist workers (tests/support/schedule.py)."""
+    workers = getattr(config, "workerinput", {}).get("workercount", 1)
+    if workers > 1:
+        items[:] = schedule.order(items, workers)
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +90,7 @@ def cluster_server(tmp_path_factory):
         os.environ.get("SNAKEFLOW_REQUIRE_SLURM") or os.environ.get("SNAKEFLOW_REQUIRE_SGE")
     ):
         pytest.fail("CI runs the cluster tests on PostgreSQL: SNAKEFLOW_POSTGRES_URI is unset")
-    srv = TrackingServer(tmp_path_factory.mktemp("tracking-server"), backend=backend)
+    srv = TrackingServer(tmp_path_factory.mktemp("tracking-server"), backend=backend, workers=2)
     yield srv
     srv.stop()
 

@@ -179,7 +179,8 @@ def free_port() -> int:
 
 class TrackingServer:
     """A real ``mlflow server`` on 127.0.0.1 with a SQLite (or the given) backend and served
-    artifacts."""
+    artifacts, with ``workers`` server processes: one starts faster, several share the store as
+    a deployed server's workers do."""
 
     def __init__(
         self,
@@ -187,8 +188,10 @@ class TrackingServer:
         port: int | None = None,
         app_name: str | None = None,
         backend: str | None = None,
+        workers: int = 1,
     ):
         self.root = root
+        self.workers = workers
         self.backend = backend or f"sqlite:///{root / 'mlflow.db'}"
         root.mkdir(parents=True, exist_ok=True)
         self.artifacts = root / "artifacts"
@@ -218,7 +221,7 @@ class TrackingServer:
                 "--artifacts-destination",
                 str(self.artifacts),
                 "--workers",
-                "2",
+                str(self.workers),
                 *(["--app-name", self.app_name] if self.app_name else []),
             ],
             stdout=self.log,

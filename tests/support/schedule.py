@@ -1,0 +1,70 @@
+"""The order the tests start in, so that the xdist workers finish together.
+
+pytest-xdist's ``worksteal`` scheduler (``addopts`` in pyproject.toml) gives worker ``i`` the
+``i``-th contiguous share of the collected tests, each worker runs its share from the front,
+and a worker left idle steals the back half of the longest queue. So the slowest tests go to
+the fronts of the shares, longest first, each to the share with the least work so far; the
+many short tests fill the backs, where stealing evens out the end. A module whose tests share
+a costly module-scoped fixture is listed whole: its tests stay together, with one setup.
+
+Only the order changes: every test still runs, on whichever worker.
+"""
+
+from __future__ import annotations
+
+# Seconds each takes, measured file by file with ``-n 2`` on the 2-core CI machine, slowest
+# first (a cluster test: half its time in CI). Rough figures are enough: only their order and
+# sizes matter. A test not listed counts as short. A key starts the node ids it covers.
+SLOW = {
+    "tests/test_pipeline.py::test_titanic_grid_end_to_end": 180,
+    "tests/test_readme.py": 170,  # one `make run` in a fresh clone, then its three tests
+    "tests/test_contention.py::test_grid_of_models_loses_nothing[server]": 110,
+    "tests/test_contention.py::test_grid_of_models_loses_nothing[sqlite]": 105,
+    "tests/test_slurm.py": 100,
+    "tests/test_sge.py": 100,
+    "tests/test_faults.py::test_kill_9_inside_every_write_then_rerun_completes": 70,
+    "tests/test_pipeline.py::test_multiclass_string_labels_and_gate": 45,
+    "tests/test_concurrency.py": 40,
+    "tests/test_faults.py::test_tracking_server_restart_is_retried": 37,
+    "tests/test_faults.py::test_store_down_during_the_run_jobs_go_on_records_logged_next_time": 33,
+    "tests/test_faults.py::test_kill_9_while_the_store_is_down_next_invocation_logs_and_marks": 29,
+    "snakemake-logger-plugin-mlflow/tests/test_dag_features.py::test_forcerun": 26,
+    "tests/test_secrets.py::test_basic_auth_tracking_server": 24,
+    "tests/test_pipeline.py::test_grid_points_are_search_jobs_and_the_best_is_refit": 23,
+    "snakemake-logger-plugin-mlflow/tests/test_workflows.py": 20,  # a module-scoped run
+}
+
+
+def _cost(nodeid: str) -> tuple[str, float] | None:
+    for key, seconds in SLOW.items():
+        if nodeid.startswith(key):
+            return key, seconds
+    return None
+
+
+def order(items: list, workers: int) -> list:
+    """``items`` reordered for ``workers`` xdist workers under ``--dist worksteal``."""
+    units: dict[str, list] = {}  # listed key -> its tests, in collection order
+    rest = []
+    for item in items:
+        found = _cost(item.nodeid)
+        if found:
+            units.setdefault(found[0], []).append(item)
+        else:
+            rest.append(item)
+    # the share sizes worksteal hands out at the start: n // workers, then what is left, ...
+    sizes, left = [], len(items)
+    for i in range(workers):
+        sizes.append(left // (workers - i))
+        left -= sizes[-1]
+    shares: list[list] = [[] for _ in range(workers)]
+    work = [0.0] * workers
+    for key in sorted(units, key=lambda k: -SLOW[k]):
+        fits = [i for i in range(workers) if len(shares[i]) + len(units[key]) <= sizes[i]]
+        i = min(fits or range(workers), key=lambda i: work[i])
+        shares[i] += units[key]
+        work[i] += SLOW[key]
+    for i in range(workers):  # the short tests, in their own order, fill the backs
+        while len(shares[i]) < sizes[i] and rest:
+            shares[i].append(rest.pop(0))
+    return [item for share in shares for item in share] + rest
