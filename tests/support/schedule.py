@@ -21,6 +21,7 @@ SLOW = {
     "tests/test_contention.py::test_grid_of_models_loses_nothing[server]": 110,
     "tests/test_contention.py::test_grid_of_models_loses_nothing[sqlite]": 105,
     "tests/test_slurm.py": 100,
+    "tests/test_datasets.py": 100,  # one module-scoped run of two datasets, then its tests
     "tests/test_sge.py": 100,
     "tests/test_faults.py::test_kill_9_inside_every_write_then_rerun_completes": 70,
     "tests/test_pipeline.py::test_multiclass_string_labels_and_gate": 45,
