@@ -264,3 +264,64 @@ def timeline(workdir: Path, launched: float, ended: float) -> dict[str, float]:
         "jobs_s": (last - first) / 1000,
         "after_last_job_s": ended - last / 1000,
     }
+
+
+# --------------------------------------------------------------------------- DVC, the peer
+
+DVC_REQUIREMENTS = ROOT / "bench" / "requirements-dvc.txt"
+DVC_VENV = ROOT / "bench" / ".dvc-venv"  # gitignored; made by dvc_venv() on first use
+GIT_USER = ("-c", "user.name=snakeflow bench", "-c", "user.email=bench@localhost")
+
+
+def dvc_venv(venv: Path = DVC_VENV) -> tuple[Path, float | None]:
+    """The bin directory of a venv holding bench/requirements-dvc.txt (DVC, DVCLive, pandas),
+    made with ``python -m venv`` + pip on first use or when that file changed; and the
+    seconds the install took (None when the venv was already there)."""
+    stamp = venv / DVC_REQUIREMENTS.name  # the requirements the venv was made from
+    wanted = DVC_REQUIREMENTS.read_text()
+    if stamp.exists() and stamp.read_text() == wanted:
+        return venv / "bin", None
+    print(f"installing {DVC_REQUIREMENTS.name} into {venv} ...", file=sys.stderr, flush=True)
+    shutil.rmtree(venv, ignore_errors=True)
+    start = time.perf_counter()
+    timed([sys.executable, "-m", "venv", str(venv)])
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    timed([*pip, "--disable-pip-version-check", "-r", str(DVC_REQUIREMENTS)])
+    seconds = time.perf_counter() - start
+    stamp.write_text(wanted)
+    return venv / "bin", seconds
+
+
+def dvc_env(bin_dir: Path) -> dict:
+    """The environment of a ``dvc`` run: the DVC venv first on the PATH (its ``python`` runs
+    the stages), the stub ``scontrol``, no MLflow or snakeflow settings, no usage reports."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MLFLOW_", "SNAKEFLOW_", "DVC_", "DVCLIVE_"))
+    }
+    for name in ("PYTHONPATH", "VIRTUAL_ENV"):
+        env.pop(name, None)
+    env["PATH"] = f"{bin_dir}:{PROGRAMS / 'bin'}:{os.environ['PATH']}"
+    env["DVC_NO_ANALYTICS"] = "1"  # dvc would start a daemon per command to send them
+    return env
+
+
+def dvc_project(dest: Path, url: str, env: dict) -> Path:
+    """A fresh DVC project of bench/programs/dvc fetching ``url``: ``git init``, ``dvc init``
+    and a first commit (DVCLive stops in a git repository without one), as a user has it."""
+    import yaml
+
+    shutil.copytree(PROGRAMS / "dvc", dest, ignore=shutil.ignore_patterns("__pycache__"))
+    path = dest / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    params["download"]["url"] = url
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    for cmd in (
+        ["git", "init", "--quiet"],
+        ["dvc", "init", "--quiet"],
+        ["git", "add", "--all"],
+        ["git", *GIT_USER, "commit", "--quiet", "--message", "pipeline"],
+    ):
+        timed(cmd, dest, env)
+    return dest

@@ -50,6 +50,7 @@ def rows(results: dict) -> list[tuple[str, str, str, str, str]]:
             "<= 1.2x",
             _status(n["ratio"], 1.2),
         ),
+        *dvc_rows(results),
     ]
     for sc in results.get("scale", []):
         label = f"{sc['rows'] // 1_000_000} M rows ({sc['mb']:.0f} MB)"
@@ -108,6 +109,33 @@ def rows(results: dict) -> list[tuple[str, str, str, str, str]]:
             )
         )
     return out + logger_rows(results)
+
+
+def dvc_rows(results: dict) -> list[tuple[str, str, str, str, str]]:
+    """download + clean against DVC + DVCLive (bench/programs/dvc): first run and no-op."""
+    d = results.get("vs_dvc")
+    if not d:
+        return []
+    sf, dv, tr = d["snakeflow_noop_s"], d["dvc_noop_s"], d["trivial_noop_s"]
+    return [
+        (
+            "download+clean, first run: snakeflow vs DVC + DVCLive (dvc repro)",
+            f"{d['snakeflow_first_s']['median']:.2f} s / {d['dvc_first_s']['median']:.2f} s "
+            f"({_range(d['snakeflow_first_s']['samples'])} / "
+            f"{_range(d['dvc_first_s']['samples'])})",
+            f"{d['first_ratio']:.2f}x (reps {_range(d['first_ratio_per_rep'])})",
+            "<= 1.0x",
+            _status(d["first_ratio"], 1.0),
+        ),
+        (
+            "download+clean, no-op: snakeflow vs DVC (vs trivial Snakefile)",
+            f"{sf['median']:.2f} s / {dv['median']:.2f} s / {tr['median']:.2f} s "
+            f"({_range(sf['samples'])} / {_range(dv['samples'])} / {_range(tr['samples'])})",
+            f"{d['noop_ratio']:.2f}x DVC's, {d['noop_vs_trivial']:.2f}x trivial",
+            "beside DVC's; <= 1.1x trivial",
+            _status(d["noop_vs_trivial"], 1.1),
+        ),
+    ]
 
 
 def logger_rows(results: dict) -> list[tuple[str, str, str, str, str]]:

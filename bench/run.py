@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (
+    DVC_REQUIREMENTS,
     PLUGIN_DIR,
     PROGRAMS,
     ROOT,
@@ -36,6 +37,9 @@ from harness import (
     alternating,
     benchmark_walls,
     describe,
+    dvc_env,
+    dvc_project,
+    dvc_venv,
     env_for,
     houses_csv,
     python,
@@ -61,6 +65,7 @@ SECTIONS = (
     "noop",
     "vs_old",
     "vs_mlflow_projects",
+    "vs_dvc",
     "scale",
     "grid",
     "datasets",
@@ -265,6 +270,104 @@ def bench_vs_mlflow_projects(tmp: Path, designs: Designs, url: str, reps: int) -
     }
 
 
+def bench_vs_dvc(tmp: Path, designs: Designs, url: str, reps: int) -> dict:
+    """download + clean: snakeflow (``snakemake --cores 2 data/clean/titanic.csv``) against
+    the same two steps as a DVC pipeline with DVCLive (bench/programs/dvc, ``dvc repro``),
+    each repetition in fresh copies (a fresh store; a fresh ``git init`` + ``dvc init``
+    project), in balanced order (ABBA ...): first the first run of each, then the no-op of
+    each (the same command again), beside a trivial two-rule Snakefile's no-op."""
+    bin_dir, install_s = dvc_venv()
+    denv = dvc_env(bin_dir)
+    dvc = [str(bin_dir / "dvc"), "repro"]
+    target = "data/clean/titanic.csv"
+    snakemake = [SNAKEMAKE, "--cores", "2", target]
+    trivial = tmp / "vs-dvc-trivial"
+    shutil.copytree(PROGRAMS / "trivial", trivial)
+    (trivial / "a.txt").write_text("a")
+    tenv = env_for(trivial)
+    timed([SNAKEMAKE, "--cores", "2"], trivial, tenv)
+
+    def fresh(name: str, rep: int) -> tuple[Path, dict]:
+        dest = tmp / f"vs-dvc-{name}-{rep}"
+        if name == "dvc":
+            return dvc_project(dest, url, denv), denv
+        return designs.copy("new", dest, data_url=url)
+
+    def first_run(name: str, wd: Path, env: dict) -> float:
+        seconds, _, output = timed(dvc if name == "dvc" else snakemake, wd, env)
+        if name == "snakeflow" and sorted(ran(output)) != ["clean", "download"]:
+            raise RuntimeError(f"snakeflow ran {ran(output)}, not download and clean")
+        if name == "dvc" and not all(f"Running stage '{s}'" in output for s in STEPS[:2]):
+            raise RuntimeError(f"dvc repro did not run both stages:\n{output[-2000:]}")
+        return seconds
+
+    def noop(name: str, wd: Path, env: dict) -> float:
+        cmd = {"dvc": dvc, "snakeflow": snakemake}.get(name, [SNAKEMAKE, "--cores", "2"])
+        seconds, _, output = timed(cmd, wd, env)
+        done = "Data and pipelines are up to date." if name == "dvc" else "Nothing to be done"
+        if done not in output:
+            raise RuntimeError(f"{name}'s no-op did something:\n{output[-2000:]}")
+        return seconds
+
+    for name in ("snakeflow", "dvc"):  # one untimed run each: caches warm on both sides
+        wd, env = fresh(name, -1)
+        first_run(name, wd, env)
+        shutil.rmtree(wd)
+    order = ["snakeflow", "dvc"]
+    first: dict[str, list[float]] = {k: [] for k in order}
+    again: dict[str, list[float]] = {k: [] for k in [*order, "trivial"]}
+    setup, parts, walls = [], [], {}
+    for rep in range(reps):
+        turn = order if rep % 2 == 0 else order[::-1]
+        copies = {}
+        for name in turn:
+            begun = time.perf_counter()
+            copies[name] = fresh(name, rep)
+            if name == "dvc":
+                setup.append(time.perf_counter() - begun)
+        for name in turn:
+            launched = time.time()
+            first[name].append(first_run(name, *copies[name]))
+            if name == "snakeflow":
+                parts.append(timeline(copies[name][0], launched, time.time()))
+        rows = {n: len((wd / target).read_text().splitlines()) for n, (wd, _) in copies.items()}
+        if len(set(rows.values())) != 1:
+            raise RuntimeError(f"the two cleans kept different rows (lines): {rows}")
+        for name, values in run_walls(copies["snakeflow"][0]).items():
+            walls.setdefault(name, []).extend(values)
+        copies["trivial"] = (trivial, tenv)
+        for name in [*turn, "trivial"] if rep % 2 == 0 else ["trivial", *turn]:
+            again[name].append(noop(name, *copies[name]))
+        for name in order:
+            shutil.rmtree(copies[name][0])
+    med = {k: statistics.median(v) for k, v in first.items()}
+    nop = {k: statistics.median(v) for k, v in again.items()}
+    return {
+        "snakeflow_first_s": summary(first["snakeflow"]),
+        "dvc_first_s": summary(first["dvc"]),
+        "first_ratio": med["snakeflow"] / med["dvc"],
+        "first_ratio_per_rep": [s / d for s, d in zip(first["snakeflow"], first["dvc"])],
+        "snakeflow_noop_s": summary(again["snakeflow"]),
+        "dvc_noop_s": summary(again["dvc"]),
+        "trivial_noop_s": summary(again["trivial"]),
+        "noop_ratio": nop["snakeflow"] / nop["dvc"],
+        "noop_ratio_per_rep": [s / d for s, d in zip(again["snakeflow"], again["dvc"])],
+        "noop_vs_trivial": nop["snakeflow"] / nop["trivial"],
+        "clean_rows": rows["dvc"] - 1,
+        "job_wall_by_step_s": {k: statistics.mean(v) for k, v in sorted(walls.items())},
+        "snakeflow_timeline_s": {k: statistics.mean(p[k] for p in parts) for k in parts[0]},
+        "dvc_project_setup_s": summary(setup),  # git init, dvc init, commit: not timed above
+        "dvc_install_s": install_s,  # None: bench/.dvc-venv was already there
+        "dvc_requirements": [
+            line
+            for line in DVC_REQUIREMENTS.read_text().splitlines()
+            if line and not line.startswith("#")
+        ],
+        "reps": reps,
+        "target": "first run <= 1.0; no-op reported beside DVC's (<= 1.1 trivial)",
+    }
+
+
 def work(cmd) -> tuple[float, float, int]:
     """(process seconds, work seconds, peak RSS MB) of a program that reports WORK."""
     seconds, _, out = timed(cmd)
@@ -466,6 +569,7 @@ def main() -> None:
             section(
                 "vs_mlflow_projects", bench_vs_mlflow_projects, tmp, designs, url, args.reps - 2
             )
+            section("vs_dvc", bench_vs_dvc, tmp, designs, url, args.reps)
             sizes = (1_000_000,) if args.quick else (1_000_000, 10_000_000)
             section("scale", lambda: [bench_scale(tmp, designs, server, www, n) for n in sizes])
             section("grid", bench_grid_and_incremental, tmp, designs, url)
