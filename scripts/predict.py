@@ -8,12 +8,12 @@ if __name__ == "__main__":
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from snakeflow import models, record
 from snakeflow.errors import UserError, run_main
 from snakeflow.fileio import atomic_path
+from snakeflow.learners import task_for
 
 
 def check_columns(text: pd.DataFrame, src: Path, *, required: list[str], numeric: list[str]):
@@ -49,9 +49,11 @@ def predict_csv(
     numeric: list[str] = (),
     task: str = "classification",
 ) -> int:
-    """Write ``src``'s columns (as in the file, without ``target``) plus ``prediction`` to
-    ``dst``: for classification the class, then one ``proba_<class>`` column per class; for
-    regression the predicted number (a float) alone. Returns the number of rows."""
+    """Write ``src``'s columns (as in the file, without ``target``) plus the task's
+    ``prediction_columns`` to ``dst``: for classification ``prediction`` (the class), then
+    one ``proba_<class>`` column per class; for regression ``prediction`` (a float) alone.
+    Returns the number of rows."""
+    kind = task_for(task)
     try:
         text = pd.read_csv(src, dtype=str, keep_default_na=False)
         typed = pd.read_csv(src)
@@ -60,21 +62,12 @@ def predict_csv(
     text = text.drop(columns=[target], errors="ignore")
     check_columns(text, src, required=list(required), numeric=list(numeric))
     features = typed.drop(columns=[target], errors="ignore")
-    regression = task == "regression"
+    classes = kind.classes(model=pipeline)
     try:
-        labels = pipeline.predict(features)
-        proba = None if regression else pipeline.predict_proba(features)
+        predicted, proba = kind.predict(pipeline, features, classes)
     except (ValueError, KeyError) as exc:
         raise UserError(f"{src} does not fit the champion model's columns: {exc}") from exc
-    if regression:
-        return _write(text.assign(prediction=np.asarray(labels, dtype="float64")), dst)
-    out = text.assign(prediction=labels)
-    for i, cls in enumerate(pipeline.classes_):
-        out[f"proba_{cls}"] = proba[:, i].round(6)
-    return _write(out, dst)
-
-
-def _write(out: pd.DataFrame, dst: Path) -> int:
+    out = text.assign(**kind.prediction_columns(predicted, proba, classes))
     with atomic_path(dst) as tmp:
         out.to_csv(tmp, index=False)
     return len(out)

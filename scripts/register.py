@@ -1,5 +1,9 @@
 """register: pick the best model by a metric; if it passes the gate, register it as the
-challenger, and promote it to champion if it beats the champion on the same test split."""
+challenger, and promote it to champion if it beats the champion on the same test split.
+
+The default gate is the task's (``snakeflow.learners``); what register says (reasons, the
+model card, the model's description) is built by ``snakeflow.cards``; the registry calls
+are in :func:`promote` and :func:`main` alone."""
 
 import sys
 
@@ -12,13 +16,11 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from snakeflow import record, registry
+from snakeflow import cards, record, registry
 from snakeflow.errors import UserError, run_main
 from snakeflow.fileio import atomic_path
-from snakeflow.metrics import LOWER_IS_BETTER, better
-
-DEFAULT_THRESHOLD = 0.75  # classification's gate when register.threshold is null
-BASELINE = "the baseline: predicting the test split's mean"
+from snakeflow.learners import task_for
+from snakeflow.metrics import better
 
 
 @dataclass
@@ -41,7 +43,7 @@ class Decision:
     champion_score: float | None = None  # its score on the same test split
     promoted: bool = False  # the new version is now the champion
     task: str = "classification"
-    threshold_source: str = "register.threshold"  # or the default, or BASELINE
+    threshold_source: str = "register.threshold"  # or the task's default (learners.BASELINE)
     baseline: dict[str, float | None] | None = None  # regression: the mean predictor's metrics
 
 
@@ -49,21 +51,6 @@ def split_baseline(results: list[dict]) -> dict[str, float | None] | None:
     """The metrics of predicting the test split's mean, as evaluate wrote them (the same in
     every regression result: one test split); None for classification results."""
     return next((r["baseline"] for r in results if r.get("baseline")), None)
-
-
-def _gate(
-    metric: str, threshold: float | None, task: str, baseline: dict | None
-) -> tuple[float | None, bool, str]:
-    """(threshold, strict, where it came from). Without ``threshold``: 0.75 for
-    classification; for regression the baseline's value of ``metric``, to beat strictly
-    (None if the baseline does not define it)."""
-    if threshold is not None:
-        return threshold, False, "register.threshold"
-    if task == "regression":
-        value = (baseline or {}).get(metric)
-        defined = value is not None and not math.isnan(value)
-        return (value if defined else None), True, BASELINE
-    return DEFAULT_THRESHOLD, False, f"the default for {task}, register.threshold is null"
 
 
 def decide(
@@ -84,7 +71,8 @@ def decide(
     RMSE below the test target's standard deviation, R² above 0, and so on. Pure: no
     MLflow calls.
     """
-    lower = metric in LOWER_IS_BETTER
+    kind = task_for(task)
+    lower = kind.lower_is_better(metric)
     candidates = {r["model"]: r["metrics"].get(metric) for r in results}
     unknown = [r["model"] for r in results if metric not in r["metrics"]]
     if unknown:
@@ -92,49 +80,29 @@ def decide(
             f"register.metric: '{metric}' is not among the metrics "
             f"({', '.join(sorted(results[0]['metrics']))})"
         )
-    limit, strict, source = _gate(metric, threshold, task, baseline)
+    gate = kind.gate(metric, threshold, baseline)
     common = dict(
         model_name=model_name,
         alias=alias,
         metric=metric,
-        threshold=limit,
+        threshold=gate.threshold,
         candidates=candidates,
         task=task,
-        threshold_source=source,
+        threshold_source=gate.source,
         baseline=baseline,
     )
     scored = {m: v for m, v in candidates.items() if v is not None and not math.isnan(v)}
     if not scored:
         return Decision(
-            **common,
-            best=None,
-            value=None,
-            passed=False,
-            reason=f"no model has a defined {metric} on the test split",
+            **common, best=None, value=None, passed=False, reason=cards.no_score(metric)
         )
     best = (min if lower else max)(sorted(scored), key=scored.get)
     value = scored[best]
-    if limit is None:
-        return Decision(
-            **common,
-            best=best,
-            value=value,
-            passed=False,
-            reason=(
-                f"{best} has {metric}={value:.4f}, but {BASELINE} has no {metric} to beat "
-                "(e.g. a constant target, or a zero for a percentage error): set "
-                "register.threshold"
-            ),
-        )
-    if strict:
-        passed, op = (value < limit, "<") if lower else (value > limit, ">")
-    else:
-        passed, op = (value <= limit, "<=") if lower else (value >= limit, ">=")
-    shown = f"{limit:.4f}" if source == BASELINE else f"{limit}"
-    reason = (
-        f"{best} has {metric}={value:.4f}, {'meets' if passed else 'misses'} the gate "
-        f"{metric} {op} {shown} ({source})"
-    )
+    if gate.threshold is None:
+        reason = cards.undefined_gate(best, metric, value)
+        return Decision(**common, best=best, value=value, passed=False, reason=reason)
+    passed = gate.passes(value, lower)
+    reason = cards.gate_result(best, metric, value, gate, passed, lower)
     return Decision(**common, best=best, value=value, passed=passed, reason=reason)
 
 
@@ -152,87 +120,6 @@ def _fmt(value) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
-SHORT = {
-    "root_mean_squared_error": "RMSE",
-    "mean_absolute_error": "MAE",
-    "r2_score": "R²",
-    "mean_absolute_percentage_error": "MAPE",
-    "max_error": "max error",
-}
-
-
-def predicts(card: dict) -> str:
-    """What the model predicts: "Classifier of `<target>` on the `<dataset>` data", or
-    "Regressor of ..."."""
-    kind = "Regressor" if card.get("task") == "regression" else "Classifier"
-    return f"{kind} of `{card['target']}` on the `{card['dataset']}` data"
-
-
-def error_summary(metrics: dict, baseline: dict | None) -> str:
-    """A regressor's errors on the test split, and those of predicting the test split's
-    mean: "test split: RMSE 1.2, MAE 0.9, ...; predicting its mean: RMSE 2.1, ..."."""
-    errors = ", ".join(f"{SHORT.get(k, k)} {v:.4g}" for k, v in metrics.items() if v is not None)
-    text = f"test split: {errors}"
-    if baseline:
-        text += "; predicting its mean: " + ", ".join(
-            f"{SHORT.get(k, k)} {v:.4g}"
-            for k, v in baseline.items()
-            if v is not None and k != "r2_score"
-        )
-    return text
-
-
-def model_card(card: dict, metrics: dict, decision: Decision) -> str:
-    """A short model card in Markdown: what it predicts, data, label, features, estimator,
-    scores, decision."""
-    search = card.get("search")
-    cv = (
-        f"{search['metric']} {search['mean']:.4f} ± {search['std']:.4f} (CV), "
-        f"best grid point {search['point_id']}: `{json.dumps(search['point'])}`"
-        if search
-        else "no grid search"
-    )
-    dropped = ", ".join(f"{k} ({v})" for k, v in card.get("dropped", {}).items()) or "none"
-    scores = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if v is not None)
-    op = "<=" if decision.metric in LOWER_IS_BETTER else ">="
-    if decision.threshold_source == BASELINE:
-        op = op[0]
-    threshold = "undefined" if decision.threshold is None else decision.threshold
-    regression = card.get("task") == "regression"
-    lines = [
-        f"# {decision.model_name}: {decision.best}",
-        "",
-        f"- **Predicts**: {predicts(card)}"
-        + (f"; {error_summary(metrics, decision.baseline)}" if regression else ""),
-        f"- **Data**: `{card['dataset']}`, train split sha256 `{card['train_sha256']}`, "
-        f"{card['train_rows']} rows; label `{card['target']}`",
-        f"- **Features**: numeric {', '.join(card['features']['numeric']) or 'none'}; "
-        f"categorical {', '.join(card['features']['categorical']) or 'none'}; dropped {dropped}",
-        f"- **Estimator**: `{card['estimator']}` with `{json.dumps(card['params'], default=str)}`",
-        f"- **Cross-validation**: {cv}",
-        f"- **Test split**: {scores}",
-        f"- **Gate**: {decision.metric} {op} {threshold} ({decision.threshold_source}): "
-        f"{'passed' if decision.passed else 'missed'}",
-        f"- **Decision**: {decision.reason}",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def model_description(card: dict, metrics: dict, decision: Decision, challenger: str) -> str:
-    """The registered model's description: what it predicts (for a regressor, with the
-    test errors of the version just registered) and what its aliases mean."""
-    errors = (
-        f"; version {decision.version} on the {error_summary(metrics, decision.baseline)}"
-        if card.get("task") == "regression"
-        else ""
-    )
-    return (
-        f"{predicts(card)}, trained by snakeflow{errors}. `@{decision.alias}` is the version "
-        f"in use; a newly registered version that does not beat it by register.min_delta on "
-        f"{decision.metric} holds `@{challenger}`."
-    )
-
-
 def champion_score(
     model_name: str,
     alias: str,
@@ -241,24 +128,17 @@ def champion_score(
     metric: str,
     task: str = "classification",
 ):
-    """The champion's ``metric`` on ``test_csv`` (the split the challenger was scored on)."""
-    import numpy as np
-
+    """The champion's ``metric`` on ``test_csv`` (the split the challenger was scored on),
+    its probabilities aligned to the classes of the split and of the champion."""
     from snakeflow import models
     from snakeflow.features import read_frame
-    from snakeflow.metrics import compute_metrics, compute_regression_metrics
 
+    kind = task_for(task)
     _, _, pipeline = models.load_champion(model_name, alias)
     features, labels = read_frame(test_csv, target, task)
-    if task == "regression":
-        return compute_regression_metrics(labels, pipeline.predict(features))[metric]
-    classes = sorted(set(labels) | set(map(str, pipeline.classes_)))
-    proba = pipeline.predict_proba(features)
-    ordered = np.zeros((len(features), len(classes)))
-    for i, cls in enumerate(pipeline.classes_):
-        ordered[:, classes.index(str(cls))] = proba[:, i]
-    predicted = np.asarray([str(p) for p in pipeline.predict(features)])
-    return compute_metrics(labels, predicted, ordered, classes)[metric]
+    classes = kind.classes(labels, pipeline)
+    predicted, proba = kind.predict(pipeline, features, classes)
+    return kind.metrics(labels, predicted, proba, classes)[metric]
 
 
 def promote(decision: Decision, model, params, test_csv: Path) -> None:
@@ -268,7 +148,7 @@ def promote(decision: Decision, model, params, test_csv: Path) -> None:
     champion = registry.champion_version(name, alias)
     if champion is not None and champion.tags.get("snakeflow.model_id") == model.model_id:
         decision.version = decision.champion_version = str(champion.version)
-        decision.reason += f"; already {alias} (version {champion.version})"
+        decision.reason += cards.already(alias, champion.version)
         return
     held = registry.champion_version(name, challenger)
     if held is not None and held.tags.get("snakeflow.model_id") == model.model_id:
@@ -289,27 +169,29 @@ def promote(decision: Decision, model, params, test_csv: Path) -> None:
         registry.set_alias(name, alias, version.version)
         registry.delete_alias(name, challenger)
         decision.promoted = True
-        decision.reason += f"; registered version {version.version} as {alias} (the first)"
+        decision.reason += cards.first_champion(version.version, alias)
         return
     decision.champion_version = str(champion.version)
     decision.champion_score = champion_score(
         name, alias, test_csv, params.target, decision.metric, decision.task
     )
-    delta = params.min_delta
-    versus = (
-        f"{decision.metric} {decision.value:.4f} against {alias} version {champion.version}'s "
-        f"{decision.champion_score:.4f} on the same test split (min_delta {delta})"
+    compared = cards.versus(
+        decision.metric,
+        decision.value,
+        alias,
+        champion.version,
+        decision.champion_score,
+        params.min_delta,
     )
-    if better(decision.value, decision.champion_score, decision.metric, delta):
+    if better(decision.value, decision.champion_score, decision.metric, params.min_delta):
         registry.set_alias(name, alias, version.version)
         registry.delete_alias(name, challenger)
         decision.promoted = True
-        decision.reason += f"; version {version.version} becomes {alias}: {versus}"
+        decision.reason += cards.promoted(version.version, alias, compared)
     else:
         registry.set_alias(name, challenger, version.version)
-        decision.reason += (
-            f"; version {version.version} stays {challenger}, {alias} stays version "
-            f"{champion.version}: {versus}"
+        decision.reason += cards.kept(
+            version.version, challenger, alias, champion.version, compared
         )
 
 
@@ -335,7 +217,7 @@ def main() -> None:
             registry.describe(
                 decision.model_name,
                 decision.version,
-                model_card(card, best["metrics"], decision),
+                cards.model_card(card, best["metrics"], decision),
                 {
                     "snakeflow.decision": decision.reason[:5000],
                     "snakeflow.challenger_score": str(decision.value),
@@ -344,10 +226,10 @@ def main() -> None:
             )
             registry.describe_model(
                 decision.model_name,
-                model_description(card, best["metrics"], decision, params.challenger_alias),
+                cards.model_description(card, best["metrics"], decision, params.challenger_alias),
             )
         else:
-            decision.reason += f"; nothing registered, {decision.alias} left unchanged"
+            decision.reason += cards.nothing_registered(decision.alias)
         print(decision.reason, file=sys.stderr)
         write_table(results, Path(snakemake.output.table))
         with atomic_path(snakemake.output.registration) as tmp:

@@ -12,12 +12,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sklearn.base import clone
-from sklearn.model_selection import KFold, StratifiedKFold
 
 from snakeflow import record
-from snakeflow.errors import UserError, run_main
+from snakeflow.errors import UserError, first_line, run_main
 from snakeflow.features import (
     build_pipeline,
     make_estimator,
@@ -26,7 +24,7 @@ from snakeflow.features import (
     read_frame,
 )
 from snakeflow.fileio import atomic_path
-from snakeflow.metrics import compute_metrics, compute_regression_metrics
+from snakeflow.learners import task_for
 
 
 def cross_validate(
@@ -48,52 +46,31 @@ def cross_validate(
 ) -> dict[str, Any]:
     """Mean, standard deviation and per-fold values of ``metric`` for ``params | point``.
 
-    k-fold on ``train_csv``, seeded so every point of every model sees the same folds:
-    stratified by class for classification, a shuffled ``KFold`` for regression (scored
-    on ``predict`` alone). The preprocessing is fitted inside each fold. Raises UserError
-    if the train split is too small for ``folds`` folds, ``metric`` is not one of the
-    task's, or the estimator rejects the point.
+    k-fold on ``train_csv``, seeded so every point of every model sees the same folds (the
+    task's ``cv_splitter``: stratified by class for classification, a shuffled ``KFold``
+    for regression, scored on ``predict`` alone). The preprocessing is fitted inside each
+    fold. Raises UserError if the train split is too small for ``folds`` folds, ``metric``
+    is not one of the task's, or the estimator rejects the point.
     """
+    kind = task_for(task)
     features, labels = read_frame(train_csv, target, task)
-    if task == "regression":
-        if len(labels) < folds:
-            raise UserError(
-                f"cv.folds: {folds} folds need at least {folds} rows in the train split; "
-                f"it has {len(labels)}: lower cv.folds"
-            )
-        splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
-    else:
-        smallest = labels.value_counts().min()
-        if smallest < folds:
-            raise UserError(
-                f"cv.folds: {folds} folds need at least {folds} rows of every class in the "
-                f"train split; the smallest class has {smallest}: lower cv.folds"
-            )
-        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    splitter = kind.cv_splitter(labels, folds, seed)
     plan = plan_features(features.assign(**{target: labels}), target, drop, infer_drop)
     settings = dict(params) | dict(point)
     model = make_estimator(
         name, estimator, settings, seed=seed, threads=threads, task=task, dataset=dataset
     )
     pipeline = build_pipeline(plan, model)
-    classes = sorted(labels.unique()) if task != "regression" else []
+    classes = kind.classes(labels)
     scores = []
     for fit_rows, val_rows in splitter.split(features, labels):
         fitted = clone(pipeline)
         try:
             fitted.fit(features.iloc[fit_rows], labels.iloc[fit_rows])
         except (ValueError, TypeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"models.{name}.grid: {point} fails: {first}") from exc
-        val = features.iloc[val_rows]
-        if task == "regression":
-            values = compute_regression_metrics(labels.iloc[val_rows], fitted.predict(val))
-        else:
-            proba = fitted.predict_proba(val)
-            ordered = np.zeros((len(val), len(classes)))
-            for i, cls in enumerate(fitted.classes_):
-                ordered[:, classes.index(cls)] = proba[:, i]
-            values = compute_metrics(labels.iloc[val_rows], fitted.predict(val), ordered, classes)
+            raise UserError(f"models.{name}.grid: {point} fails: {first_line(exc)}") from exc
+        predicted, proba = kind.predict(fitted, features.iloc[val_rows], classes)
+        values = kind.metrics(labels.iloc[val_rows], predicted, proba, classes)
         if metric not in values:
             raise UserError(
                 f"register.metric: '{metric}' is not a {task} metric ({', '.join(values)})"

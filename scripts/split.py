@@ -7,7 +7,6 @@ import sys
 if __name__ == "__main__":
     sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,8 +16,7 @@ from snakeflow import record
 from snakeflow.csvio import RawCsv
 from snakeflow.errors import UserError, run_main
 from snakeflow.fileio import atomic_path
-
-MAX_BINS = 10
+from snakeflow.learners import SplitPlan, task_for
 
 
 @dataclass
@@ -44,6 +42,10 @@ class SplitStats:
             )
         return sizes | {"classes": len(self.classes)}
 
+    def params(self) -> dict[str, dict[str, int]]:
+        """What the split run records as params: the class counts (classification)."""
+        return {"class_counts": self.classes} if self.classes else {}
+
 
 def _labels(src: Path, target: str) -> list[str]:
     with open(src, encoding="utf-8", newline="") as fh:
@@ -54,84 +56,18 @@ def _labels(src: Path, target: str) -> list[str]:
         return [row[col] for row, _ in reader]
 
 
-def _numbers(labels: list[str], src: Path, target: str) -> list[float]:
-    """The target's values as numbers; UserError naming the column at the first that is not
-    a finite number."""
-    if not labels:
-        raise UserError(f"{src} has no rows to split; check the clean step's settings")
-    values = []
-    for i, text in enumerate(labels):
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value):
-            raise UserError(
-                f"target column '{target}' must hold numbers for regression; {src} line "
-                f"{i + 2} has {text[:40]!r}: check target or set the task"
-            )
-        values.append(value)
-    return values
-
-
-def _classification_test_rows(
-    src: Path, labels: list[str], *, target: str, test_size: float, seed: int
-) -> tuple[list[int], dict[str, int]]:
-    counts: dict[str, int] = {}
-    for label in labels:
-        counts[label] = counts.get(label, 0) + 1
-    if len(counts) < 2:
-        raise UserError(
-            f"target '{target}' has a single class ({next(iter(counts), 'no rows')!r}) "
-            f"in {src}; a classifier needs at least two; check target"
-        )
-    try:
-        _, test_idx = train_test_split(
-            list(range(len(labels))), test_size=test_size, random_state=seed, stratify=labels
-        )
-    except ValueError as exc:
-        rare = min(counts, key=counts.get)
-        raise UserError(
-            f"split.test_size={test_size} cannot stratify {len(labels)} rows with "
-            f"{len(counts)} classes (smallest: {rare!r} with {counts[rare]} rows): {exc}"
-        ) from exc
-    return test_idx, counts
-
-
-def quantile_bins(values: list[float], bins: int) -> list[int]:
-    """The bin (0 .. ``bins`` - 1) of each value when the rows, sorted by value (ties in
-    file order), are cut into ``bins`` runs of equal size (sizes differ by at most one)."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    out = [0] * len(values)
-    for rank, i in enumerate(order):
-        out[i] = rank * bins // len(values)
-    return out
-
-
-def _regression_test_rows(
-    values: list[float], *, test_size: float, seed: int
-) -> tuple[list[int], int]:
-    rows = list(range(len(values)))
-    n_test = math.ceil(test_size * len(values))  # as train_test_split rounds it
-    bins = min(MAX_BINS, n_test, len(values) - n_test, len(values) // 2)
-    while bins >= 2:
+def _test_rows(rows: int, plan: SplitPlan, *, test_size: float, seed: int):
+    """(test row indices, bins) of the first of the plan's attempts that can be split."""
+    error = None
+    for strata, bins in plan.attempts:
         try:
             _, test_idx = train_test_split(
-                rows,
-                test_size=test_size,
-                random_state=seed,
-                stratify=quantile_bins(values, bins),
+                list(range(rows)), test_size=test_size, random_state=seed, stratify=strata
             )
             return test_idx, bins
-        except ValueError:
-            bins -= 1
-    try:
-        _, test_idx = train_test_split(rows, test_size=test_size, random_state=seed)
-    except ValueError as exc:
-        raise UserError(
-            f"split.test_size={test_size} cannot split {len(rows)} rows: {exc}"
-        ) from exc
-    return test_idx, 0
+        except ValueError as exc:
+            error = exc
+    raise plan.failure(error) from error
 
 
 def split_csv(
@@ -149,35 +85,19 @@ def split_csv(
     The same data, ``test_size`` and ``seed`` always give the same split. Both files keep
     the header and the rows exactly as in ``src``, in their original order.
 
-    Classification: stratified by class. Raises UserError when the label has a single
-    class or a class too small to stratify.
-
+    How the rows are stratified is the task's (``Task.split_plan``). Classification: by
+    class; UserError when the label has a single class or a class too small to stratify.
     Regression: the target must be a number in every row (else UserError naming the
-    column). The rows are sorted by target (ties in file order) and cut by rank into k
+    column); the rows are sorted by target (ties in file order) and cut by rank into k
     equal-size quantile bins, k = min(10, test rows, train rows, rows // 2), and the split
     is stratified on the bins, so the test split covers the target's range as the whole
     file does; if the bins cannot be stratified, k is lowered one at a time, and below 2 bins
     the split is a plain seeded shuffle.
     """
+    kind = task_for(task)
     labels = _labels(src, target)
-    if task == "regression":
-        values = _numbers(labels, src, target)
-        test_idx, bins = _regression_test_rows(values, test_size=test_size, seed=seed)
-        mean = math.fsum(values) / len(values)
-        summary = {
-            "mean": mean,
-            "std": math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values)),
-            "min": min(values),
-            "max": max(values),
-        }
-        counts = {}
-    elif task == "classification":
-        test_idx, counts = _classification_test_rows(
-            src, labels, target=target, test_size=test_size, seed=seed
-        )
-        summary, bins = None, None
-    else:
-        raise UserError(f"task: '{task}' is not one of classification, regression")
+    plan = kind.split_plan(labels, src=src, target=target, test_size=test_size)
+    test_idx, bins = _test_rows(len(labels), plan, test_size=test_size, seed=seed)
     in_test = set(test_idx)
     with (
         open(src, encoding="utf-8", newline="") as fh,
@@ -195,8 +115,8 @@ def split_csv(
         rows=len(labels),
         train_rows=len(labels) - len(in_test),
         test_rows=len(in_test),
-        classes=counts,
-        target=summary,
+        classes=plan.classes,
+        target=plan.target,
         bins=bins,
     )
 
@@ -216,8 +136,7 @@ def main() -> None:
             task=params.task,
         )
         run.metrics(stats.metrics())
-        if params.task == "classification":
-            run.params({"class_counts": stats.classes})
+        run.params(stats.params())
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from snakeflow import models, record
-from snakeflow.errors import UserError, run_main
+from snakeflow.errors import UserError, first_line, run_main
 from snakeflow.features import (
     FeaturePlan,
     build_pipeline,
@@ -55,8 +55,7 @@ def train_model(
     try:
         pipeline.fit(features, labels)
     except (ValueError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"models.{name}: fitting {estimator} failed: {first}") from exc
+        raise UserError(f"models.{name}: fitting {estimator} failed: {first_line(exc)}") from exc
     return pipeline, plan, features
 
 

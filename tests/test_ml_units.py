@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from register import decide, model_card, model_description
+from register import decide
 from search import cross_validate
-from snakeflow.errors import UserError
+from snakeflow.cards import model_card, model_description
+from snakeflow.errors import UserError, first_line
 from snakeflow.features import build_pipeline, make_estimator, plan_features
+from snakeflow.learners import TASKS, task_for
 from snakeflow.metrics import (
-    DEFAULT_METRIC,
     LOWER_IS_BETTER,
     baseline,
     compute_metrics,
@@ -264,7 +265,8 @@ def test_regression_metrics_by_hand_with_mlflows_names():
         "max_error",
     } <= LOWER_IS_BETTER
     assert "r2_score" not in LOWER_IS_BETTER
-    assert DEFAULT_METRIC == {"classification": "roc_auc", "regression": "root_mean_squared_error"}
+    defaults = {name: task.default_metric for name, task in TASKS.items()}
+    assert defaults == {"classification": "roc_auc", "regression": "root_mean_squared_error"}
     zero = compute_regression_metrics([0.0, 2.0], [1.0, 2.0])
     assert math.isnan(zero["mean_absolute_percentage_error"]) and zero["max_error"] == 1.0
     assert math.isnan(compute_regression_metrics([2.0, 2.0], [1.0, 2.0])["r2_score"])
@@ -630,3 +632,50 @@ def test_predict_csv_for_a_regressor_writes_numbers_only(tmp_path, houses):
     assert out["prediction"].dtype == np.float64
     expected = pipeline.predict(pd.read_csv(houses).drop(columns=["y"]))
     assert out["prediction"].to_numpy() == pytest.approx(expected)
+
+
+def test_a_task_is_looked_up_by_name_and_an_unknown_one_is_one_line():
+    assert task_for("regression") is TASKS["regression"]
+    assert task_for("classification").estimator_kind == "classifier"
+    with pytest.raises(UserError) as unknown:
+        task_for("clustering")
+    assert str(unknown.value) == "task: 'clustering' is not one of classification, regression"
+
+
+def test_each_task_scores_and_plots_what_it_names():
+    from snakeflow.plots import PLOTS
+
+    y, pred = np.array(["0", "1", "1", "0"]), np.array(["0", "1", "0", "0"])
+    proba = np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.9, 0.1]])
+    scores = task_for("classification").metrics(y, pred, proba, ["0", "1"])
+    assert set(scores) == set(task_for("classification").metric_names)
+    numbers = task_for("regression").metrics([1.0, 2.0, 3.0], [1.5, 2.0, 2.0], None, [])
+    assert set(numbers) == set(task_for("regression").metric_names)
+    for task in TASKS.values():
+        assert set(task.plots) <= set(PLOTS)
+        assert task.default_metric in task.metric_names
+
+
+def test_probabilities_are_aligned_to_the_class_list():
+    class Model:  # knows two of three classes, in its own order
+        classes_ = np.array(["b", "a"])
+
+        def predict(self, X):
+            return np.array(["b"] * len(X))
+
+        def predict_proba(self, X):
+            return np.array([[0.9, 0.1]] * len(X))
+
+    kind = task_for("classification")
+    assert kind.classes(["c", "a"], Model()) == ["a", "b", "c"]
+    predicted, proba = kind.predict(Model(), [[0], [1]], ["a", "b", "c"])
+    assert predicted.tolist() == ["b", "b"]
+    assert proba.tolist() == [[0.1, 0.9, 0.0], [0.1, 0.9, 0.0]]
+    columns = kind.prediction_columns(predicted, proba, ["a", "b", "c"])
+    assert list(columns) == ["prediction", "proba_a", "proba_b", "proba_c"]
+    assert task_for("regression").classes(["1.5"], Model()) == []
+
+
+def test_first_line_of_an_exception():
+    assert first_line(ValueError("  bad value\nmore detail\n")) == "bad value"
+    assert first_line(TypeError("")) == "TypeError"

@@ -188,7 +188,16 @@ def test_champion_and_challenger(tmp_path, store):
     params = SimpleNamespace(challenger_alias="challenger", min_delta=0.05, target="species")
 
     def decide(model, best, value):
-        decision = Decision("flowers", "champion", "accuracy", 0.0, {}, best, value, True)
+        decision = Decision(
+            model_name="flowers",
+            alias="champion",
+            metric="accuracy",
+            threshold=0.0,
+            candidates={},
+            best=best,
+            value=value,
+            passed=True,
+        )
         promote(decision, model, params, test)
         return decision
 
@@ -331,7 +340,15 @@ def test_champion_score_of_a_regression_champion(tmp_path, store):
 
     def decide(name, value):
         decision = Decision(
-            "houses", "champion", metric, None, {}, name, value, True, task="regression"
+            model_name="houses",
+            alias="champion",
+            metric=metric,
+            threshold=None,
+            candidates={},
+            best=name,
+            value=value,
+            passed=True,
+            task="regression",
         )
         promote(decision, logged[name][0], params, test)
         return decision

@@ -147,13 +147,10 @@ def train_one(train, models, src: Path, dst: Path, name: str, spec: dict, config
 
 def evaluate_one(evaluate, model_dir: Path, test: Path, plots: Path, name: str, target: str):
     """evaluate.py's main(): load the saved model, score it, plot, write the metrics."""
-    y_true, y_pred, proba, classes = evaluate.evaluate_model(model_dir, test, target)
-    scores = evaluate.compute_metrics(y_true, y_pred, proba, classes)
-    plots.mkdir(parents=True, exist_ok=True)
-    evaluate.plot_curves(
-        y_true, y_pred, proba, classes, name, *(plots / f"{p}.png" for p in ("cm", "roc", "pr"))
+    result = evaluate.evaluate(
+        model_dir, test, plots, target=target, task="classification", name=name
     )
-    (plots / "metrics.json").write_text(json.dumps({"model": name, "metrics": scores}))
+    (plots.parent / f"{name}.json").write_text(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,12 @@ class UserError(Exception):
     """Something the user can fix (a URL, a CSV, a config value); the message says what."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of what ``exc`` says, or its type's name if it says nothing."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class Terminated(BaseException):
     """The job was told to stop: SIGTERM from ``scancel``, a time limit or Snakemake."""
 

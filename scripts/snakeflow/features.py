@@ -21,6 +21,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from .errors import UserError
+from .learners import task_for
 
 ID_NAME = re.compile(r"(^|[_\s-])id$|^id[_\s-]|^index$|^unnamed: ?0$", re.IGNORECASE)
 CAMEL_ID = re.compile(r"[a-z0-9](Id|ID)$")  # PassengerId, userID
@@ -130,18 +131,13 @@ def make_estimator(
     return estimator
 
 
-KINDS = {"classification": "classifier", "regression": "regressor"}
-
-
 def _check_kind(estimator, name: str, path: str, task: str, dataset: str | None) -> None:
     """UserError unless ``estimator`` is a model of ``task`` (see :func:`make_estimator`)."""
-    if task not in KINDS:
-        raise UserError(f"task: '{task}' is not one of {', '.join(KINDS)}")
+    wanted = task_for(task).estimator_kind
     kind = "classifier" if is_classifier(estimator) else None
     kind = kind or ("regressor" if is_regressor(estimator) else None)
     if kind is None:
         raise UserError(f"models.{name}.estimator: {path} is neither a classifier nor a regressor")
-    wanted = KINDS[task]
     if kind != wanted:
         where = f"dataset '{dataset}'" if dataset else "the dataset"
         listed = f"datasets.{dataset}.models" if dataset else "datasets.<name>.models"
@@ -174,14 +170,16 @@ def build_pipeline(plan: FeaturePlan, estimator) -> Pipeline:
 def read_frame(
     path: Path, target: str, task: str = "classification"
 ) -> tuple[pd.DataFrame, pd.Series]:
-    """Features and target of a split CSV. Classification: the label keeps its CSV text
-    (e.g. "1", "setosa"). Regression: the target as float64; UserError naming the column
-    at the first value that is not a finite number (a missing one included)."""
+    """Features and target of a split CSV (UserError if it lacks ``target``). The target
+    keeps its CSV text (a class label such as "1" or "setosa"), unless the task's target is
+    a number (regression): then float64, and UserError naming the column at the first value
+    that is not a finite number (a missing one included)."""
+    kind = task_for(task)
     frame = pd.read_csv(path, converters={target: str})
     if target not in frame.columns:
         raise UserError(f"target column '{target}' is not in {path}; check target")
     labels = frame[target]
-    if task == "regression":
+    if kind.numeric_target:
         labels = numeric_target(labels, target, path)
     return frame.drop(columns=[target]), labels
 

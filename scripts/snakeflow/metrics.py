@@ -2,6 +2,7 @@
 
 Classification: accuracy, balanced accuracy, F1, ROC AUC, log loss. Regression: the metrics
 MLflow's default regressor evaluator logs, under its names (root_mean_squared_error, ...).
+Which of them a dataset gets, and its default, is its task's (``snakeflow.learners``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import math
 import numpy as np
 from sklearn import metrics as skm
 
-TASKS = ("classification", "regression")
 LOWER_IS_BETTER = {
     "log_loss",
     "root_mean_squared_error",
@@ -19,7 +19,6 @@ LOWER_IS_BETTER = {
     "mean_absolute_percentage_error",
     "max_error",
 }
-DEFAULT_METRIC = {"classification": "roc_auc", "regression": "root_mean_squared_error"}
 
 
 def better(a: float, b: float, metric: str, min_delta: float = 0.0) -> bool:
@@ -96,3 +95,8 @@ def baseline(y_true) -> dict[str, float]:
     R² is 0)."""
     y_true = np.asarray(y_true, dtype="float64")
     return compute_regression_metrics(y_true, np.full(len(y_true), y_true.mean()))
+
+
+def defined(scores: dict[str, float]) -> dict[str, float | None]:
+    """``scores`` with None for each NaN (an undefined metric), as the JSON files hold them."""
+    return {k: (None if math.isnan(v) else v) for k, v in scores.items()}

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import mlflow
 import mlflow.sklearn
-import numpy as np
 import pandas as pd
 import skops.io
 from mlflow.models import ModelSignature, infer_signature
@@ -23,6 +22,7 @@ from mlflow.types.schema import ColSpec, Schema
 
 from . import registry
 from .errors import UserError
+from .learners import task_for
 from .registry import champion_version
 
 __all__ = ["load_champion", "load_local", "save", "signature"]
@@ -62,11 +62,11 @@ def signature(
     string column (the model imputes it). Without ``types``, every number is a double.
     Columns the model does not use are optional.
 
-    Output: what ``infer_signature`` makes of a classifier's ``predictions``; for a
-    regressor (``task="regression"``) one double, whatever dtype ``predictions`` has.
+    Output: what ``infer_signature`` makes of the task's ``signature_output`` of
+    ``predictions`` (a classifier's as they are; for a regressor one double, whatever dtype
+    ``predictions`` has).
     """
-    if task == "regression":
-        predictions = pd.Series(np.asarray(predictions, dtype="float64"))
+    predictions = task_for(task).signature_output(predictions)
     with warnings.catch_warnings():  # the integer-column hint: types are set below
         warnings.simplefilter("ignore", UserWarning)
         outputs = infer_signature(frame.head(5), predictions).outputs

@@ -23,7 +23,7 @@ from mlflow.protos.databricks_pb2 import (
 from mlflow.tracking import MlflowClient
 from requests.exceptions import RequestException
 
-from .errors import UserError
+from .errors import UserError, first_line
 from .urls import redact
 
 # Set on every LoggedModel by the logger plugin: the ``model_uuid`` of the MLmodel it was
@@ -47,8 +47,7 @@ def client() -> MlflowClient:
 def store_error(exc: BaseException) -> UserError:
     """One line naming the tracking store and the first line of what went wrong."""
     uri = MLFLOW_TRACKING_URI.get() or ""
-    text = str(exc).strip()
-    reason = text.splitlines()[0] if text else type(exc).__name__
+    reason = first_line(exc)
     return UserError(f"MLflow tracking store {redact(uri)} is not usable: {reason[:300]}")
 
 
