@@ -147,7 +147,13 @@ def test_killed_job_process_fails_its_run_and_rerun_finishes(tmp_path, workflow,
     markers = tmp_path / "markers"
     markers.mkdir()
     proc = _start(
-        workflow, "clean", "--config", f"data_url={titanic_url}", hold="clean", markers=markers
+        workflow,
+        "--until",
+        "clean",
+        "--config",
+        f"data_url={titanic_url}",
+        hold="clean",
+        markers=markers,
     )
     os.kill(_wait_held(markers, "clean", proc), signal.SIGKILL)  # only the job
     output = proc.communicate(timeout=300)[0]
@@ -167,7 +173,13 @@ def test_sigterm_ends_the_jobs_run_killed(tmp_path, workflow, titanic_url):
     markers = tmp_path / "markers"
     markers.mkdir()
     proc = _start(
-        workflow, "clean", "--config", f"data_url={titanic_url}", hold="clean", markers=markers
+        workflow,
+        "--until",
+        "clean",
+        "--config",
+        f"data_url={titanic_url}",
+        hold="clean",
+        markers=markers,
     )
     os.kill(_wait_held(markers, "clean", proc), signal.SIGTERM)
     output = proc.communicate(timeout=300)[0]
@@ -213,7 +225,7 @@ def test_store_down_during_the_run_jobs_go_on_records_logged_next_time(
         assert "logged by the next snakemake invocation" in output
         assert len(list((workflow.path / SPOOL_DIR).glob("*.json"))) == 3  # 2 jobs + the end
         server = TrackingServer(server.root, port=server.port)
-        again = workflow.run(*args[:3])  # nothing to run: it only logs what was kept
+        again = workflow.run(*args[:4])  # nothing to run: it only logs what was kept
         assert again.ran == []
         runs = workflow.runs()
         assert sorted(r.info.status for r in runs) == ["FINISHED"] * 3, again.output
