@@ -143,18 +143,15 @@ def test_kill_9_inside_every_write_then_rerun_completes(tmp_path, workflow, http
     assert len([r for r in killed if r.data.tags["snakemake.kind"] == "invocation"]) == 7
 
 
+def _clean(url: str) -> tuple[str, ...]:
+    """The arguments of download -> clean from ``url``."""
+    return ("--until", "clean", "--config", f"data_url={url}")
+
+
 def test_killed_job_process_fails_its_run_and_rerun_finishes(tmp_path, workflow, titanic_url):
     markers = tmp_path / "markers"
     markers.mkdir()
-    proc = _start(
-        workflow,
-        "--until",
-        "clean",
-        "--config",
-        f"data_url={titanic_url}",
-        hold="clean",
-        markers=markers,
-    )
+    proc = _start(workflow, *_clean(titanic_url), hold="clean", markers=markers)
     os.kill(_wait_held(markers, "clean", proc), signal.SIGKILL)  # only the job
     output = proc.communicate(timeout=300)[0]
     assert proc.returncode != 0, output
@@ -172,15 +169,7 @@ def test_sigterm_ends_the_jobs_run_killed(tmp_path, workflow, titanic_url):
     """What ``scancel`` or a time limit does to a job: SIGTERM, the run ends KILLED."""
     markers = tmp_path / "markers"
     markers.mkdir()
-    proc = _start(
-        workflow,
-        "--until",
-        "clean",
-        "--config",
-        f"data_url={titanic_url}",
-        hold="clean",
-        markers=markers,
-    )
+    proc = _start(workflow, *_clean(titanic_url), hold="clean", markers=markers)
     os.kill(_wait_held(markers, "clean", proc), signal.SIGTERM)
     output = proc.communicate(timeout=300)[0]
     assert proc.returncode != 0, output
