@@ -13,7 +13,7 @@ if __name__ == "__main__":
 import json
 from pathlib import Path
 
-from snakeflow import models, record
+from snakeflow import modeldir, record
 from snakeflow.errors import run_main
 from snakeflow.features import read_frame
 from snakeflow.fileio import atomic_path
@@ -34,7 +34,7 @@ def evaluate(model_dir: Path, test_csv: Path, plots: Path, *, target: str, task:
     kind = task_for(task)
     with atomic_path(plots) as tmp:
         tmp.mkdir()
-        pipeline = models.load_local(model_dir)
+        pipeline = modeldir.load_pipeline(model_dir)
         features, y_true = read_frame(test_csv, target, task)
         classes = kind.classes(model=pipeline)
         y_pred, proba = kind.predict(pipeline, features, classes)

@@ -1,16 +1,23 @@
 """predict: score a CSV with the champion model (models:/<name>@champion): the class and its
-probabilities (classification) or the predicted number (regression) of every row."""
+probabilities (classification) or the predicted number (regression) of every row.
+
+When register made this invocation's own model the champion (registration.json names its
+directory), predict loads that directory as it is, without MLflow or the tracking store
+(``snakeflow.modeldir``, 2-3 s less a job); a champion from an earlier invocation is loaded
+from the Model Registry."""
 
 import sys
 
 if __name__ == "__main__":
     sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from snakeflow import models, record
+from snakeflow import modeldir, record
 from snakeflow.errors import UserError, run_main
 from snakeflow.fileio import atomic_path
 from snakeflow.learners import task_for
@@ -73,23 +80,59 @@ def predict_csv(
     return len(out)
 
 
+@dataclass
+class Champion:
+    """The model predict scores with, and where it came from."""
+
+    uri: str  # models:/<name>@<alias>
+    version: str
+    pipeline: object
+    required: list[str]  # the columns its signature requires
+    numeric: list[str]  # and those it reads as numbers
+    model_dir: str | None = None  # this invocation's model directory, if loaded from there
+
+
+def load_champion(registration: Path, model_name: str, alias: str) -> Champion:
+    """The champion of ``model_name``: from its directory when ``registration`` (register's
+    output) says it is this invocation's model, else from the Model Registry."""
+    decided = json.loads(registration.read_text())
+    uri = f"models:/{model_name}@{alias}"
+    local = decided.get("champion_dir")
+    if local and Path(local, "MLmodel").is_file():
+        required, numeric = modeldir.input_columns(local)
+        pipeline = modeldir.load_pipeline(local)
+        return Champion(uri, decided["version"], pipeline, required, numeric, local)
+    from snakeflow import models  # MLflow and the store: only for an earlier champion
+
+    uri, version, pipeline = models.load_champion(model_name, alias)
+    required, numeric = models.input_columns(uri)
+    return Champion(uri, str(version.version), pipeline, required, numeric)
+
+
 def main() -> None:
     params = snakemake.params
     with record.step(snakemake) as run:
-        uri, version, pipeline = models.load_champion(params.model_name, params.alias)
+        champion = load_champion(
+            Path(snakemake.input.registration), params.model_name, params.alias
+        )
         src = Path(snakemake.input.csv)
         run.input(src, name=snakemake.params.dataset, context="predict")
-        required, numeric = models.input_columns(uri)
         rows = predict_csv(
-            pipeline,
+            champion.pipeline,
             src,
             Path(snakemake.output.predictions),
             target=params.target,
-            required=required,
-            numeric=numeric,
+            required=champion.required,
+            numeric=champion.numeric,
             task=params.task,
         )
-        run.tags({"snakeflow.model_uri": uri, "snakeflow.model_version": str(version.version)})
+        run.tags(
+            {
+                "snakeflow.model_uri": champion.uri,
+                "snakeflow.model_version": champion.version,
+                "snakeflow.model_source": champion.model_dir or "Model Registry",
+            }
+        )
         run.metrics({"rows": rows})
 
 

@@ -45,6 +45,9 @@ class Decision:
     task: str = "classification"
     threshold_source: str = "register.threshold"  # or the task's default (learners.BASELINE)
     baseline: dict[str, float | None] | None = None  # regression: the mean predictor's metrics
+    # the champion's model directory when the champion is this decision's best model (predict
+    # then loads it without the Model Registry); None when the champion is an earlier one's
+    champion_dir: str | None = None
 
 
 def split_baseline(results: list[dict]) -> dict[str, float | None] | None:
@@ -141,13 +144,15 @@ def champion_score(
     return kind.metrics(labels, predicted, proba, classes)[metric]
 
 
-def promote(decision: Decision, model, params, test_csv: Path) -> None:
-    """Register the best model as challenger; make it champion if there is none, or if it
-    beats the champion by ``min_delta`` on the same test split. Fills in ``decision``."""
+def promote(decision: Decision, model, params, test_csv: Path, model_dir: str) -> None:
+    """Register the best model (saved in ``model_dir``) as challenger; make it champion if
+    there is none, or if it beats the champion by ``min_delta`` on the same test split.
+    Fills in ``decision``."""
     name, alias, challenger = decision.model_name, decision.alias, params.challenger_alias
     champion = registry.champion_version(name, alias)
     if champion is not None and champion.tags.get("snakeflow.model_id") == model.model_id:
         decision.version = decision.champion_version = str(champion.version)
+        decision.champion_dir = model_dir
         decision.reason += cards.already(alias, champion.version)
         return
     held = registry.champion_version(name, challenger)
@@ -169,6 +174,7 @@ def promote(decision: Decision, model, params, test_csv: Path) -> None:
         registry.set_alias(name, alias, version.version)
         registry.delete_alias(name, challenger)
         decision.promoted = True
+        decision.champion_dir = model_dir
         decision.reason += cards.first_champion(version.version, alias)
         return
     decision.champion_version = str(champion.version)
@@ -187,6 +193,7 @@ def promote(decision: Decision, model, params, test_csv: Path) -> None:
         registry.set_alias(name, alias, version.version)
         registry.delete_alias(name, challenger)
         decision.promoted = True
+        decision.champion_dir = model_dir
         decision.reason += cards.promoted(version.version, alias, compared)
     else:
         registry.set_alias(name, challenger, version.version)
@@ -212,7 +219,7 @@ def main() -> None:
             best = next(r for r in results if r["model"] == decision.best)
             model = registry.logged_model(best["model_dir"])
             decision.mlflow = {"run_id": model.source_run_id, "model_id": model.model_id}
-            promote(decision, model, params, Path(snakemake.input.test))
+            promote(decision, model, params, Path(snakemake.input.test), best["model_dir"])
             card = json.loads((Path(best["model_dir"]) / registry.CARD).read_text())
             registry.describe(
                 decision.model_name,

@@ -1,6 +1,8 @@
 """split: stratified, seeded train/test split of the clean CSV; rows copied unchanged.
 
-Classification is stratified by class, regression by quantile bins of the target."""
+The rows are scikit-learn's ``train_test_split``'s, chosen without importing it
+(``snakeflow.sampling``). Classification is stratified by class, regression by quantile
+bins of the target."""
 
 import sys
 
@@ -10,13 +12,12 @@ if __name__ == "__main__":
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sklearn.model_selection import train_test_split
-
 from snakeflow import record
 from snakeflow.csvio import RawCsv
 from snakeflow.errors import UserError, run_main
 from snakeflow.fileio import atomic_path
 from snakeflow.learners import SplitPlan, task_for
+from snakeflow.sampling import holdout_rows
 
 
 @dataclass
@@ -61,10 +62,7 @@ def _test_rows(rows: int, plan: SplitPlan, *, test_size: float, seed: int):
     error = None
     for strata, bins in plan.attempts:
         try:
-            _, test_idx = train_test_split(
-                list(range(rows)), test_size=test_size, random_state=seed, stratify=strata
-            )
-            return test_idx, bins
+            return holdout_rows(rows, test_size=test_size, seed=seed, stratify=strata), bins
         except ValueError as exc:
             error = exc
     raise plan.failure(error) from error
@@ -98,7 +96,7 @@ def split_csv(
     labels = _labels(src, target)
     plan = kind.split_plan(labels, src=src, target=target, test_size=test_size)
     test_idx, bins = _test_rows(len(labels), plan, test_size=test_size, seed=seed)
-    in_test = set(test_idx)
+    in_test = set(test_idx.tolist())
     with (
         open(src, encoding="utf-8", newline="") as fh,
         atomic_path(train) as tmp_train,

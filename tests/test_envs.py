@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -389,3 +390,18 @@ def test_data_steps_import_no_tracking_client(rule):
     """download, clean and split never load MLflow, SQLAlchemy or alembic, not even through
     scripts/snakeflow: they only write their job record."""
     assert not {"mlflow", "sqlalchemy", "alembic"} & third_party_imports(SCRIPTS / f"{rule}.py")
+
+
+def test_split_loads_no_scikit_learn():
+    """split chooses its rows with numpy (snakeflow.sampling): scikit-learn's import is 0.8 s
+    a job. Loaded as the job loads it, in a fresh interpreter."""
+    probe = (
+        "import importlib.util, sys; sys.path.insert(0, 'scripts');"
+        "spec = importlib.util.spec_from_file_location('split', 'scripts/split.py');"
+        "spec.loader.exec_module(importlib.util.module_from_spec(spec));"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'pandas', 'mlflow'}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"

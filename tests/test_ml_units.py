@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn import metrics as skm
+from sklearn.model_selection import train_test_split
 
 from register import decide
 from search import cross_validate
@@ -22,6 +23,7 @@ from snakeflow.metrics import (
     compute_metrics,
     compute_regression_metrics,
 )
+from snakeflow.sampling import holdout_rows
 from split import split_csv
 from support import flower_rows, to_csv
 from train import train_model
@@ -94,6 +96,32 @@ def test_split_is_stratified_deterministic_and_unchanged(tmp_path, flowers):
     other = tmp_path / "x.csv"
     split_csv(flowers, other, tmp_path / "y.csv", target="species", test_size=0.2, seed=4)
     assert other.read_bytes() != outs[0][0]
+
+
+@pytest.mark.parametrize("stratified", [True, False])
+def test_split_rows_are_scikit_learns(stratified):
+    """split's numpy selection (snakeflow.sampling) picks the very rows scikit-learn's
+    train_test_split picks, for any labels, sizes, test_size and seed; and fails where it
+    fails."""
+    rng = np.random.default_rng(0)
+    agreed = failed = 0
+    for _ in range(300):
+        n = int(rng.integers(2, 120))
+        labels = rng.choice(list("abcde")[: int(rng.integers(1, 6))], size=n).tolist()
+        size, seed = float(rng.choice([0.1, 0.2, 0.25, 0.33, 0.5, 0.7])), int(rng.integers(99))
+        strata = labels if stratified else None
+        try:
+            _, want = train_test_split(
+                list(range(n)), test_size=size, random_state=seed, stratify=strata
+            )
+        except ValueError:
+            with pytest.raises(ValueError):
+                holdout_rows(n, test_size=size, seed=seed, stratify=strata)
+            failed += 1
+            continue
+        assert sorted(holdout_rows(n, test_size=size, seed=seed, stratify=strata)) == sorted(want)
+        agreed += 1
+    assert agreed > 150 and (failed > 10 or not stratified)
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 import mlflow
+import mlflow.sklearn
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -12,7 +13,7 @@ from mlflow.utils.requirements_utils import _check_requirement_satisfied
 from snakemake_logger_plugin_mlflow import channel
 from snakemake_logger_plugin_mlflow import jobs as plugin_jobs
 
-from snakeflow import models, registry
+from snakeflow import modeldir, models, registry
 from snakeflow.errors import UserError
 from support import flower_rows, titanic_rows, to_csv
 from train import train_model
@@ -49,7 +50,15 @@ def test_model_saved_locally_logged_by_the_plugin_found_and_registered(tmp_path,
     pins = (tmp_path / "model" / "requirements.txt").read_text().split()
     assert sorted(pins) == sorted(models.requirements())
     raw = pd.read_csv(src).drop(columns=["species"])
-    assert (models.load_local(tmp_path / "model").predict(raw) == pipeline.predict(raw)).all()
+    # read back without MLflow as MLflow reads it: the same pipeline, the same signature
+    mine = modeldir.load_pipeline(tmp_path / "model")
+    theirs = mlflow.sklearn.load_model(str(tmp_path / "model"))
+    assert (mine.predict(raw) == theirs.predict(raw)).all()
+    assert (mine.predict(raw) == pipeline.predict(raw)).all()
+    info = mlflow.models.get_model_info(str(tmp_path / "model"))
+    required = [spec.name for spec in info.signature.inputs.inputs if spec.required]
+    numeric = (info.metadata or {}).get("numeric", [])
+    assert modeldir.input_columns(tmp_path / "model") == (required, numeric)
 
     # MLflow's own requirement check still tells a mismatch from a match after the seeding
     assert _check_requirement_satisfied("scikit-learn==0.0.1") is not None
@@ -198,11 +207,12 @@ def test_champion_and_challenger(tmp_path, store):
             value=value,
             passed=True,
         )
-        promote(decision, model, params, test)
+        promote(decision, model, params, test, f"models/{best}")
         return decision
 
     first = decide(weak, "weak", 0.34)
     assert first.promoted and first.registered and first.version == "1"
+    assert first.champion_dir == "models/weak"  # predict loads it without the registry
     assert registry.champion_version("flowers", "champion").version in (1, "1")
 
     better = decide(good, "good", 0.9)  # the dummy scores about 1/3 on three classes
@@ -217,11 +227,13 @@ def test_champion_and_challenger(tmp_path, store):
     assert registry.champion_version("flowers", "champion").version in (2, "2")
     assert registry.champion_version("flowers", "challenger").version in (3, "3")
     assert "stays challenger" in worse.reason and "same test split" in worse.reason
+    assert worse.champion_dir is None  # the champion is an earlier decision's: the registry's
 
     again = decide(weak2, "weak2", 0.34)  # the challenger again: not registered twice
     assert not again.registered and again.version == "3"
     same = decide(good, "good", 0.9)  # the champion again: nothing new
     assert not same.registered and "already champion (version 2)" in same.reason
+    assert same.champion_dir == "models/good"
     assert len(client.search_model_versions("name = 'flowers'")) == 3
 
 
@@ -350,7 +362,7 @@ def test_champion_score_of_a_regression_champion(tmp_path, store):
             passed=True,
             task="regression",
         )
-        promote(decision, logged[name][0], params, test)
+        promote(decision, logged[name][0], params, test, str(tmp_path / name))
         return decision
 
     first = decide("dummy", 9.0)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn import metrics as skm
 
 LOWER_IS_BETTER = {
     "log_loss",
@@ -43,6 +42,8 @@ def compute_metrics(y_true, y_pred, proba: np.ndarray, classes) -> dict[str, flo
     Multiclass: macro F1 and one-vs-rest macro ROC AUC. A metric that is undefined for
     this test set (e.g. ROC AUC when it holds a single class) is NaN.
     """
+    from sklearn import metrics as skm  # here: split imports this module, not scikit-learn
+
     classes = list(classes)
     y_true = np.asarray(y_true)
     out = {
@@ -74,6 +75,8 @@ def compute_regression_metrics(y_true, y_pred) -> dict[str, float]:
     single row), MAPE when ``y_true`` holds a zero (scikit-learn would divide by its
     epsilon instead and report a huge number).
     """
+    from sklearn import metrics as skm
+
     y_true = np.asarray(y_true, dtype="float64")
     y_pred = np.asarray(y_pred, dtype="float64")
     varies = len(y_true) > 1 and np.ptp(y_true) > 0

@@ -1,8 +1,10 @@
-"""MLflow models: save a fitted sklearn pipeline locally, load it back, load the champion.
+"""MLflow models: save a fitted sklearn pipeline locally, load the champion.
 
-Used by train, evaluate, register and predict (their envs have scikit-learn, pandas and
-skops). Only register (the champion, to compare a challenger with it) and predict reach the
-tracking store; the registry calls live in ``snakeflow.registry``.
+Used by train, register and predict (their envs have scikit-learn, pandas and skops);
+evaluate reads train's model directory without MLflow (``snakeflow.modeldir``). Only
+register (the champion, to compare a challenger with it) and predict (a champion from an
+earlier invocation) reach the tracking store; the registry calls live in
+``snakeflow.registry``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from .errors import UserError
 from .learners import task_for
 from .registry import champion_version
 
-__all__ = ["load_champion", "load_local", "save", "signature"]
+__all__ = ["load_champion", "save", "signature"]
 
 
 def raw_types(raw_csv: str | os.PathLike[str], columns) -> dict[str, str]:
@@ -156,11 +158,6 @@ def input_columns(uri: str) -> tuple[list[str], list[str]]:
     specs = info.signature.inputs.inputs if info.signature else []
     required = [spec.name for spec in specs if spec.required]
     return required, list((info.metadata or {}).get("numeric", []))
-
-
-def load_local(model_dir: str | os.PathLike[str]):
-    """The fitted sklearn pipeline saved in ``model_dir``."""
-    return mlflow.sklearn.load_model(str(model_dir))
 
 
 def load_champion(model_name: str, alias: str):
