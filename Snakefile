@@ -5,7 +5,7 @@ search and train (one job per model and grid point) -> evaluate -> register -> p
 every job is one MLflow run nested under the invocation's parent run.
 """
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 from scripts.snakeflow import workflow as sf
 
@@ -16,7 +16,7 @@ configfile: "config.yaml"
 
 
 sf.coerce_cli_values(config, workflow.source_path("schemas/config.schema.json"))
-validate(config, "schemas/config.schema.json")
+sf.validate(config, workflow.source_path("schemas/config.schema.json"))
 DATASETS = sf.resolve_datasets(config)
 sf.check_grids(config)
 sf.export_tracking_env(config)

@@ -64,3 +64,46 @@ def test_values_that_do_not_parse_are_left_for_the_schema_to_reject():
     assert config == {"download": {"attempts": "many"}}
     with pytest.raises(jsonschema.ValidationError, match="many"):
         jsonschema.Draft202012Validator(SCHEMA).validate({**CONFIG, **config})
+
+
+VALIDATE = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from snakeflow import workflow as sf
+config = json.loads(sys.argv[3])
+try:
+    sf.validate(config, sys.argv[2])
+except Exception as exc:
+    print(json.dumps({"error": str(exc)}))
+else:
+    print(json.dumps({"config": config, "jsonschema": "jsonschema" in sys.modules}))
+"""
+
+
+def test_a_config_checked_before_is_not_checked_again_anything_else_is(tmp_path):
+    """The schema check's outcome is kept (.snakemake/snakeflow/validated.json): the same
+    config again gets the very same filled-in config without importing jsonschema; a changed
+    config, valid or not, is checked anew."""
+    import subprocess
+    import sys
+
+    def validate(config):
+        argv = [sys.executable, "-c", VALIDATE, str(ROOT / "scripts"), str(SCHEMA_PATH)]
+        out = subprocess.run(
+            [*argv, json.dumps(config)], cwd=tmp_path, capture_output=True, text=True, check=True
+        )
+        return json.loads(out.stdout)
+
+    first = validate(CONFIG)
+    assert first["jsonschema"] and first["config"]["split"]["test_size"] == 0.25
+    assert (tmp_path / ".snakemake/snakeflow/validated.json").is_file()
+    again = validate(CONFIG)
+    assert again == first | {"jsonschema": False}
+    assert list(again["config"]) == list(first["config"])  # the same order of keys
+
+    changed = CONFIG | {"split": {"test_size": 0.5}}
+    assert validate(changed)["config"]["split"] == {"test_size": 0.5, "seed": 42}
+    assert validate(changed)["jsonschema"] is False
+    bad = CONFIG | {"split": {"test_size": "half"}}
+    assert "half" in validate(bad)["error"]
+    assert validate(CONFIG)["jsonschema"]  # the last that passed was `changed`

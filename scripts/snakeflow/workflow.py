@@ -59,6 +59,63 @@ def coerce_cli_values(config: dict, schema_path: str | os.PathLike[str]) -> dict
     return config
 
 
+# What validate keeps of the last config that passed: its key and the config, defaults filled.
+VALIDATED = Path(".snakemake/snakeflow/validated.json")
+
+
+def validate(config: dict, schema_path: str | os.PathLike[str]) -> dict:
+    """``snakemake.utils.validate(config, schema_path)``: the schema's defaults filled in,
+    a WorkflowError naming the key for a config that does not fit.
+
+    The schema check imports jsonschema and its helpers (0.1 s, on every ``snakemake``
+    call, the no-op included). So the outcome of the last check is kept in ``VALIDATED``,
+    keyed by the config, the schema's bytes and Snakemake's version: the same config again
+    gets the same filled-in config without the import; anything else is checked anew.
+    A config JSON cannot hold exactly (e.g. a tuple) is always checked.
+    """
+    import hashlib
+    import json
+
+    import snakemake
+
+    try:
+        given = json.dumps(config, sort_keys=True)
+    except (TypeError, ValueError):
+        given = None
+    key = None
+    if given is not None and json.loads(given) == config:
+        digest = hashlib.sha256(given.encode())
+        digest.update(Path(schema_path).read_bytes())
+        digest.update(snakemake.__version__.encode())
+        key = digest.hexdigest()
+        try:
+            kept = json.loads(VALIDATED.read_text())
+        except (OSError, ValueError):
+            kept = {}
+        if (
+            isinstance(kept, dict)
+            and kept.get("key") == key
+            and isinstance(kept.get("config"), dict)
+        ):
+            config.clear()
+            config.update(kept["config"])
+            return config
+    from snakemake.utils import validate as check
+
+    check(config, str(schema_path))
+    if key is not None:
+        try:
+            filled = json.dumps({"key": key, "config": config})
+            if json.loads(filled)["config"] == config:
+                VALIDATED.parent.mkdir(parents=True, exist_ok=True)
+                tmp = VALIDATED.with_name(f".{VALIDATED.name}.{os.getpid()}")
+                tmp.write_text(filled)
+                tmp.replace(VALIDATED)
+        except (OSError, TypeError, ValueError):
+            pass  # a read-only working directory: checked again next time
+    return config
+
+
 def _flat(kind) -> tuple:
     return kind if isinstance(kind, tuple) else (kind,)
 
