@@ -7,33 +7,43 @@ the fronts of the shares, longest first, each to the share with the least work s
 many short tests fill the backs, where stealing evens out the end. A module whose tests share
 a costly module-scoped fixture is listed whole: its tests stay together, with one setup.
 
+Tests that mostly wait on a batch scheduler (``WAITING``: the Slurm and Grid Engine
+scenarios, a few minutes each of polling job states with the CPU nearly idle) share the
+front of one share of their own, so that with one more worker than cores (``-n 3`` on two,
+pyproject.toml) they wait while the other workers keep both cores busy.
+
 Only the order changes: every test still runs, on whichever worker.
 """
 
 from __future__ import annotations
 
-# Seconds each takes, measured file by file with ``-n 2`` on the 2-core CI machine, slowest
-# first (a cluster test: half its time in CI). Rough figures are enough: only their order and
-# sizes matter. A test not listed counts as short. A key starts the node ids it covers.
+# Seconds each takes, as measured in .ci/run on the 2-core CI machine, slowest first (a
+# cluster test: mostly waiting). Rough figures are enough: only their order and sizes matter.
+# A test not listed counts as short. A key starts the node ids it covers.
 SLOW = {
-    "tests/test_pipeline.py::test_titanic_grid_end_to_end": 180,
-    "tests/test_readme.py": 170,  # one `make run` in a fresh clone, then its three tests
-    "tests/test_contention.py::test_grid_of_models_loses_nothing[server]": 110,
-    "tests/test_contention.py::test_grid_of_models_loses_nothing[sqlite]": 105,
-    "tests/test_slurm.py": 100,
-    "tests/test_datasets.py": 100,  # one module-scoped run of two datasets, then its tests
-    "tests/test_sge.py": 100,
-    "tests/test_faults.py::test_kill_9_inside_every_write_then_rerun_completes": 70,
-    "tests/test_pipeline.py::test_multiclass_string_labels_and_gate": 45,
+    "tests/test_readme.py": 360,  # one `make run` in a fresh clone, then its three tests
+    "tests/test_slurm.py": 260,
+    "tests/test_sge.py": 225,
+    "tests/test_pipeline.py::test_titanic_grid_end_to_end": 165,
+    "tests/test_datasets.py": 120,  # one module-scoped run of two datasets, then its tests
+    "tests/test_contention.py::test_grid_of_models_loses_nothing[server]": 115,
+    "tests/test_contention.py::test_grid_of_models_loses_nothing[sqlite]": 113,
+    "tests/test_faults.py::test_kill_9_inside_every_write_then_rerun_completes": 90,
+    "tests/test_pipeline.py::test_multiclass_string_labels_and_gate": 46,
+    "tests/test_faults.py::test_tracking_server_restart_is_retried": 45,
     "tests/test_concurrency.py": 40,
-    "tests/test_faults.py::test_tracking_server_restart_is_retried": 37,
-    "tests/test_faults.py::test_store_down_during_the_run_jobs_go_on_records_logged_next_time": 33,
-    "tests/test_faults.py::test_kill_9_while_the_store_is_down_next_invocation_logs_and_marks": 29,
-    "snakemake-logger-plugin-mlflow/tests/test_dag_features.py::test_forcerun": 26,
-    "tests/test_secrets.py::test_basic_auth_tracking_server": 24,
-    "tests/test_pipeline.py::test_grid_points_are_search_jobs_and_the_best_is_refit": 23,
+    "tests/test_faults.py::test_kill_9_while_the_store_is_down_next_invocation_logs_and_marks": 38,
+    "tests/test_secrets.py::test_url_from_environment_is_used_but_never_recorded": 33,
+    "tests/test_faults.py::test_store_down_during_the_run_jobs_go_on_records_logged_next_time": 32,
+    "tests/test_secrets.py::test_basic_auth_tracking_server": 27,
+    "tests/test_pipeline.py::test_grid_points_are_search_jobs_and_the_best_is_refit": 20,
+    "snakemake-logger-plugin-mlflow/tests/test_dag_features.py::test_forcerun": 17,
     "snakemake-logger-plugin-mlflow/tests/test_workflows.py": 20,  # a module-scoped run
 }
+
+
+# tests that wait on a scheduler rather than use the CPU: one share holds them all
+WAITING = ("tests/test_slurm.py", "tests/test_sge.py")
 
 
 def _cost(nodeid: str) -> tuple[str, float] | None:
@@ -60,9 +70,15 @@ def order(items: list, workers: int) -> list:
         left -= sizes[-1]
     shares: list[list] = [[] for _ in range(workers)]
     work = [0.0] * workers
-    for key in sorted(units, key=lambda k: -SLOW[k]):
-        fits = [i for i in range(workers) if len(shares[i]) + len(units[key]) <= sizes[i]]
-        i = min(fits or range(workers), key=lambda i: work[i])
+    waiting = workers - 1 if workers > 2 else None  # the share of the WAITING tests
+    for key in sorted(units, key=lambda k: (k not in WAITING, -SLOW[k])):
+        if waiting is not None and key in WAITING:
+            shares[waiting] += units[key]
+            work[waiting] += SLOW[key]
+            continue
+        cpu = [i for i in range(workers) if i != waiting]
+        fits = [i for i in cpu if len(shares[i]) + len(units[key]) <= sizes[i]]
+        i = min(fits or cpu, key=lambda i: work[i])
         shares[i] += units[key]
         work[i] += SLOW[key]
     for i in range(workers):  # the short tests, in their own order, fill the backs
