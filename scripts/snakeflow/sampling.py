@@ -2,7 +2,7 @@
 
 :func:`holdout_rows` picks exactly the rows scikit-learn's ``train_test_split(range(n),
 test_size=..., random_state=seed, stratify=...)`` puts in its test set (the same draws of the
-same ``numpy.random.RandomState``, in the same order; ``tests/test_ml_units.py`` checks it
+same ``numpy.random.RandomState``, in the same order; ``tests/steps/test_ml_units.py`` checks it
 against scikit-learn), so the split job need not import scikit-learn (0.8 s a job).
 """
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A single-node Grid Engine (Son of Grid Engine, Debian's gridengine-*) on this machine, for
-# the cluster tests (tests/test_sge.py). See ../shared/notes/gridengine-single-node.md.
+# the cluster tests (tests/cluster/test_sge.py). See ../shared/notes/gridengine-single-node.md.
 #
 #   tests/cluster/sge.sh start   install the packages if needed, start qmaster and execd,
 #                                configure a queue all.q with a parallel environment smp

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A single-node Slurm cluster on this machine, for the cluster tests (tests/test_slurm.py).
+# A single-node Slurm cluster on this machine, for the cluster tests (tests/cluster/test_slurm.py).
 #
 #   tests/cluster/slurm.sh start   install Debian's Slurm + MUNGE if needed, start the daemons
 #   tests/cluster/slurm.sh stop    stop the daemons this script started (by their pidfiles)

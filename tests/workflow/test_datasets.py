@@ -21,7 +21,7 @@ from snakeflow.workflow import resolve_datasets
 from support.data import GRID, REGRESSORS, house_rows, titanic_rows, to_csv
 from support.workflow import Workflow, copy_workflow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = yaml.safe_load((ROOT / "config.yaml").read_text())
 
 

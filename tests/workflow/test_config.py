@@ -9,7 +9,7 @@ import yaml
 
 from snakeflow.workflow import coerce_cli_values
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = ROOT / "schemas" / "config.schema.json"
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
 CONFIG = yaml.safe_load((ROOT / "config.yaml").read_text())
