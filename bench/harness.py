@@ -22,8 +22,8 @@ PROGRAMS = ROOT / "bench" / "programs"
 BIN = Path(sys.executable).parent
 SNAKEMAKE = str(BIN / "snakemake")
 PLUGIN_DIR = "snakemake-logger-plugin-mlflow"
-# What a working copy of the workflow needs; profiles/default turns the logger plugin on.
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "schemas", "envs", "scripts", "report", "profiles")
+sys.path.insert(0, str(ROOT / "scripts"))
+from snakeflow.workflow import WORKFLOW_FILES
 
 
 def titanic_csv(path: Path, rows: int, seed: int = 0) -> Path:

@@ -20,6 +20,10 @@ from snakemake_logger_plugin_mlflow.channel import (
 
 from . import urls
 
+# What a working copy of the workflow needs (profiles/default turns the logger plugin on);
+# the tests and the benchmark copy these.
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "schemas", "envs", "scripts", "report", "profiles")
+
 _TYPES = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
 
 

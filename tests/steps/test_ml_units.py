@@ -13,6 +13,7 @@ from sklearn.model_selection import train_test_split
 
 from register import decide
 from search import cross_validate
+from snakeflow import workflow
 from snakeflow.cards import model_card, model_description
 from snakeflow.errors import UserError, first_line
 from snakeflow.features import build_pipeline, make_estimator, plan_features
@@ -682,6 +683,9 @@ def test_each_task_scores_and_plots_what_it_names():
     for task in TASKS.values():
         assert set(task.plots) <= set(PLOTS)
         assert task.default_metric in task.metric_names
+    # the Snakefile checks register.metric at parse time against its own copy of the names
+    # (snakeflow.workflow imports no numpy): the same names, the default first
+    assert {name: task.metric_names for name, task in TASKS.items()} == workflow.METRICS
 
 
 def test_probabilities_are_aligned_to_the_class_list():

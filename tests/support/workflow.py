@@ -12,8 +12,9 @@ from pathlib import Path
 
 import yaml
 
+from snakeflow.workflow import WORKFLOW_FILES
+
 ROOT = Path(__file__).resolve().parents[2]
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "schemas", "envs", "scripts", "report", "profiles")
 BIN = Path(sys.executable).parent
 SNAKEMAKE = str(BIN / "snakemake")
 
