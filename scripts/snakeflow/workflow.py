@@ -68,14 +68,18 @@ VALIDATED = Path(".snakemake/snakeflow/validated.json")
 
 
 def validate(config: dict, schema_path: str | os.PathLike[str]) -> dict:
-    """``snakemake.utils.validate(config, schema_path)``: the schema's defaults filled in,
-    a WorkflowError naming the key for a config that does not fit.
+    """``snakemake.utils.validate(config, schema_path)``: the schema's defaults filled in
+    (as plain dicts: Snakemake reads the schema into OrderedDicts, whose repr would make
+    an empty default and ``{}`` differ as params), a WorkflowError naming the key for a
+    config that does not fit.
 
     The schema check imports jsonschema and its helpers (0.1 s, on every ``snakemake``
     call, the no-op included). So the outcome of the last check is kept in ``VALIDATED``,
     keyed by the config, the schema's bytes and Snakemake's version: the same config again
-    gets the same filled-in config without the import; anything else is checked anew.
-    A config JSON cannot hold exactly (e.g. a tuple) is always checked.
+    gets the same filled-in config without the import; anything else is checked anew. A
+    config that holds a credential in a URL (``snakeflow.urls.redact`` changes it) is never
+    kept on disk, nor is one JSON cannot hold exactly (e.g. a tuple): those are always
+    checked.
     """
     import hashlib
     import json
@@ -84,10 +88,10 @@ def validate(config: dict, schema_path: str | os.PathLike[str]) -> dict:
 
     try:
         given = json.dumps(config, sort_keys=True)
+        keep = json.loads(given) == config and _secret_free(config)
     except (TypeError, ValueError):
-        given = None
-    key = None
-    if given is not None and json.loads(given) == config:
+        keep = False
+    if keep:
         digest = hashlib.sha256(given.encode())
         digest.update(Path(schema_path).read_bytes())
         digest.update(snakemake.__version__.encode())
@@ -96,28 +100,43 @@ def validate(config: dict, schema_path: str | os.PathLike[str]) -> dict:
             kept = json.loads(VALIDATED.read_text())
         except (OSError, ValueError):
             kept = {}
-        if (
-            isinstance(kept, dict)
-            and kept.get("key") == key
-            and isinstance(kept.get("config"), dict)
-        ):
+        if isinstance(kept, dict) and kept.get("key") == key and isinstance(kept["config"], dict):
             config.clear()
             config.update(kept["config"])
             return config
     from snakemake.utils import validate as check
 
     check(config, str(schema_path))
-    if key is not None:
+    filled = _plain(config)
+    config.clear()
+    config.update(filled)
+    if keep:
         try:
-            filled = json.dumps({"key": key, "config": config})
-            if json.loads(filled)["config"] == config:
-                VALIDATED.parent.mkdir(parents=True, exist_ok=True)
-                tmp = VALIDATED.with_name(f".{VALIDATED.name}.{os.getpid()}")
-                tmp.write_text(filled)
-                tmp.replace(VALIDATED)
-        except (OSError, TypeError, ValueError):
+            VALIDATED.parent.mkdir(parents=True, exist_ok=True)
+            tmp = VALIDATED.with_name(f".{VALIDATED.name}.{os.getpid()}")
+            tmp.write_text(json.dumps({"key": key, "config": config}))
+            tmp.replace(VALIDATED)
+        except OSError:
             pass  # a read-only working directory: checked again next time
     return config
+
+
+def _plain(value):
+    """``value`` with every dict (OrderedDicts too) a plain dict, in the same order."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _secret_free(value) -> bool:
+    """No string in ``value`` is a URL that ``urls.redact`` would change."""
+    if isinstance(value, dict):
+        return all(_secret_free(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_secret_free(v) for v in value)
+    return not isinstance(value, str) or urls.redact(value) == value
 
 
 def _flat(kind) -> tuple:

@@ -76,7 +76,12 @@ try:
 except Exception as exc:
     print(json.dumps({"error": str(exc)}))
 else:
-    print(json.dumps({"config": config, "jsonschema": "jsonschema" in sys.modules}))
+    def types(value):
+        if isinstance(value, dict):
+            return {type(value).__name__}.union(*map(types, value.values()))
+        return set().union(*map(types, value)) if isinstance(value, list) else set()
+    print(json.dumps({"config": config, "jsonschema": "jsonschema" in sys.modules,
+                      "dicts": sorted(types(config))}))
 """
 
 
@@ -96,6 +101,7 @@ def test_a_config_checked_before_is_not_checked_again_anything_else_is(tmp_path)
 
     first = validate(CONFIG)
     assert first["jsonschema"] and first["config"]["split"]["test_size"] == 0.25
+    assert first["dicts"] == ["dict"]  # Snakemake's OrderedDict defaults made plain, as cached
     assert (tmp_path / ".snakemake/snakeflow/validated.json").is_file()
     again = validate(CONFIG)
     assert again == first | {"jsonschema": False}
@@ -107,3 +113,11 @@ def test_a_config_checked_before_is_not_checked_again_anything_else_is(tmp_path)
     bad = CONFIG | {"split": {"test_size": "half"}}
     assert "half" in validate(bad)["error"]
     assert validate(CONFIG)["jsonschema"]  # the last that passed was `changed`
+
+    # a credential in a URL is never written to disk: such a config is checked every time
+    kept = (tmp_path / ".snakemake/snakeflow/validated.json").read_text()
+    secret = CONFIG | {
+        "datasets": {"t": {"url": "https://u:S3CRET@example.org/t.csv", "target": "y"}}
+    }
+    assert validate(secret)["jsonschema"] and validate(secret)["jsonschema"]
+    assert (tmp_path / ".snakemake/snakeflow/validated.json").read_text() == kept
