@@ -22,7 +22,7 @@ import time
 # by name from the config); the sklearn modules of a pipeline that evaluate and predict
 # load; what scikit-learn and pandas load for a DataFrame and MLflow for saving a model;
 # matplotlib's Agg backend and PIL's image plugins; MLflow's SQL stores (SQLAlchemy,
-# alembic, OpenTelemetry) in the steps that reach the tracking store. step_work.py reports
+# alembic, OpenTelemetry) in register, which reaches the tracking store. step_work.py reports
 # what a step's work still imported (``imported_by_work`` in bench/results.json): it
 # belongs here.
 SKLEARN_MODELS = ["sklearn.linear_model", "sklearn.ensemble"]
@@ -69,7 +69,8 @@ LAZY = {
     ],
     "evaluate": [*SKLEARN_MODELS, *DATAFRAMES, *PLOTS],
     "register": SQL_STORES,
-    "predict": [*SKLEARN_MODELS, *DATAFRAMES, *SQL_STORES, "pandas.io.formats.csvs"],
+    # this invocation's champion, from its directory: no MLflow, no store
+    "predict": [*SKLEARN_MODELS, *DATAFRAMES, "pandas.io.formats.csvs"],
 }
 OWN = {"snakeflow", *LAZY}  # the steps' own modules
 

@@ -12,6 +12,7 @@ a model name of their own, and predict with that champion. Seconds are summed pe
 ``imported_by_work`` names the libraries a step's work still imported (LAZY misses them).
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -37,11 +38,13 @@ def main(url: str, scratch: str, scripts: str, run_dir: str) -> dict:
     import register
     import split
     import train
-    from snakeflow import models, registry
+    from snakeflow import cards, models, registry
 
     run, d = Path(run_dir), Path(scratch)
     d.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load((run / "config.yaml").read_text())
+    (dataset, spec), *_ = config["datasets"].items()  # the run's one dataset
+    config |= {"dataset": dataset, "target": spec["target"]}
     target, seed = config["target"], config["split"]["seed"]
     store = d / "store.db"
     shutil.copy2(run / "mlflow.db", store)
@@ -83,7 +86,7 @@ def main(url: str, scratch: str, scripts: str, run_dir: str) -> dict:
         settings = config["register"]
         decision = register.decide(
             results,
-            metric=settings["metric"],
+            metric=settings["metric"] or "roc_auc",  # the classification default
             threshold=settings["threshold"],
             model_name=MODEL_NAME,
             alias=settings["alias"],
@@ -96,20 +99,30 @@ def main(url: str, scratch: str, scripts: str, run_dir: str) -> dict:
             target=target,
             min_delta=settings["min_delta"],
         )
-        register.promote(
-            decision, model, params, run / "data" / "split" / config["dataset"] / "test.csv"
-        )
+        test = run / "data" / "split" / config["dataset"] / "test.csv"
+        register.promote(decision, model, params, test, str(model_dir))
         card = json.loads((model_dir / registry.CARD).read_text())
-        text = register.model_card(card, best["metrics"], decision)
+        text = cards.model_card(card, best["metrics"], decision)
         registry.describe(MODEL_NAME, decision.version, text, {"snakeflow.decision": "bench"})
         registry.describe_model(MODEL_NAME, "bench")
         register.write_table(results, d / "metrics.tsv")
+        (d / "registration.json").write_text(json.dumps(dataclasses.asdict(decision)))
 
     clock("register", register_best)
 
     def predict_champion():
-        _, _, pipeline = models.load_champion(MODEL_NAME, config["register"]["alias"])
-        predict.predict_csv(pipeline, d / "test.csv", d / "predictions.csv", target=target)
+        """predict.py's main(): this run's champion, from its directory."""
+        champion = predict.load_champion(
+            d / "registration.json", MODEL_NAME, config["register"]["alias"]
+        )
+        predict.predict_csv(
+            champion.pipeline,
+            d / "test.csv",
+            d / "predictions.csv",
+            target=target,
+            required=champion.required,
+            numeric=champion.numeric,
+        )
 
     clock("predict", predict_champion)
     return {"seconds": seconds, "imported_by_work": {k: sorted(v) for k, v in late.items()}}
@@ -129,10 +142,12 @@ def train_one(train, models, src: Path, dst: Path, name: str, spec: dict, config
         drop=features["drop"],
         infer_drop=features["infer_drop"],
         seed=config["split"]["seed"],
+        dataset=config["dataset"],
     )
     sig = models.signature(frame, pipeline.predict(frame.head(5)), plan.numeric, plan.used)
     card = {
         "dataset": config["dataset"],
+        "task": "classification",
         "train_sha256": sha256_file(src),
         "train_rows": len(frame),
         "target": config["target"],
