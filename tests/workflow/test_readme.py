@@ -25,6 +25,7 @@ README = (ROOT / "README.md").read_text()
 SKIP = {
     "make test": "this suite",
     "make bench": "the benchmark (run by hand, reported in BENCHMARKS.md)",
+    ".venv/bin/python bench/run.py": "one section of the benchmark, by hand",
     "conda create": "no conda channel is reachable here; tests/workflow/test_envs.py checks envs",
     "conda activate": "conda",
     "pip install ./snakemake-logger-plugin-mlflow": "the conda path",
