@@ -466,7 +466,7 @@ def bench_datasets(tmp: Path, designs: Designs, server: Server, www: Path, reps:
     houses_csv(www / "houses.csv", 2_000)
     datasets = {
         "titanic": {"url": f"{server.url}/titanic.csv", "target": "Survived"},
-        "houses": {"url": f"{server.url}/houses.csv", "target": "price"},
+        "houses": {"url": f"{server.url}/houses.csv", "target": "price", "task": "regression"},
     }
     config = {
         "datasets": datasets,
