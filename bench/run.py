@@ -465,13 +465,18 @@ def bench_datasets(tmp: Path, designs: Designs, server: Server, www: Path, reps:
     balanced order (ABBA ...)."""
     houses_csv(www / "houses.csv", 2_000)
     datasets = {
-        "titanic": {"url": f"{server.url}/titanic.csv", "target": "Survived"},
+        # the generated Titanic rows are noise: a gate of 0 lets its best model be champion
+        "titanic": {
+            "url": f"{server.url}/titanic.csv",
+            "target": "Survived",
+            "register": {"threshold": 0.0},
+        },
         "houses": {"url": f"{server.url}/houses.csv", "target": "price", "task": "regression"},
     }
     config = {
         "datasets": datasets,
         "models": MODELS3 | REGRESSORS3,
-        "register": {"threshold": None},  # each task's own default gate
+        "register": {"threshold": None},  # houses: the regression default gate
     }
     commands = {
         "one_dag": [[SNAKEMAKE, "--cores", "2"]],
