@@ -8,6 +8,7 @@ from __future__ import annotations
 import fcntl
 import getpass
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -97,13 +98,14 @@ def error(exc: BaseException, uri: str) -> StoreError:
     """A one-line StoreError naming the tracking URI (redacted) and the first line of ``exc``."""
     text = str(exc).strip()
     reason = text.splitlines()[0] if text else type(exc).__name__
-    if "401" in text or "Unauthorized" in text or "credentials" in text.lower():
+    if "readonly database" in text or "read-only" in text:
+        reason = "the database is read-only"
+    elif re.search(r"\b401\b", text) or "Unauthorized" in text or "credentials" in text.lower():
+        # a status code, not digits of a run id or a timestamp in a quoted SQL statement
         reason = (
             "401 Unauthorized: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
             "(or MLFLOW_TRACKING_TOKEN) in the environment"
         )
-    elif "readonly database" in text or "read-only" in text:
-        reason = "the database is read-only"
     elif "Max retries exceeded" in text or "Connection refused" in text:
         reason = "cannot connect (is the tracking server running?)"
     return StoreError(f"MLflow tracking store {redact(uri)} is not usable: {reason[:300]}")
