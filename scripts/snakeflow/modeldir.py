@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import skops.io
@@ -20,6 +21,7 @@ import yaml
 from .errors import UserError
 
 
+@lru_cache(maxsize=4)  # predict reads the columns and the pipeline: one read of MLmodel
 def _conf(model_dir: Path) -> dict:
     try:
         return yaml.safe_load((model_dir / "MLmodel").read_text(encoding="utf-8"))
@@ -29,7 +31,7 @@ def _conf(model_dir: Path) -> dict:
 
 def load_pipeline(model_dir: str | os.PathLike[str]):
     """The fitted scikit-learn pipeline saved in ``model_dir``."""
-    model_dir = Path(model_dir)
+    model_dir = Path(model_dir).resolve()
     flavor = _conf(model_dir).get("flavors", {}).get("sklearn", {})
     if flavor.get("serialization_format") != "skops":
         raise UserError(f"{model_dir} does not hold a skops-serialised scikit-learn model")
@@ -39,7 +41,7 @@ def load_pipeline(model_dir: str | os.PathLike[str]):
 def input_columns(model_dir: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
     """The columns the model's signature requires, and those it reads as numbers: what
     ``snakeflow.models.input_columns`` reads from a registered model."""
-    conf = _conf(Path(model_dir))
+    conf = _conf(Path(model_dir).resolve())
     specs = json.loads((conf.get("signature") or {}).get("inputs") or "[]")
     required = [spec["name"] for spec in specs if spec.get("required", True)]
     return required, list((conf.get("metadata") or {}).get("numeric", []))
