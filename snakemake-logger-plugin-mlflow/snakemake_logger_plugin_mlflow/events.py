@@ -5,8 +5,8 @@ Events arrive through :meth:`Events.on_event`, synchronously, in the thread that
 check and the parent run (``run_info``, before any job), removing a job's stale record
 (``job_info``, before the job is spawned), and, when a job ends, the digests of its outputs
 (before ``temp()`` deletes them) and its entry in the spool (before anything is sent).
-Everything that talks to the store runs on the :class:`~.writer.Writer`'s threads. Nothing
-here imports MLflow until jobs are about to run.
+Everything else that talks to the store runs in the writer's own process
+(:mod:`.child`). Nothing here imports MLflow until jobs are about to run.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from .channel import (
     RECORD_SUFFIX,
     TRACKING_URI_ENV,
 )
+from .child import WriterProcess
 from .digest import describe
-from .writer import Writer, lanes_for
+from .writer import lanes_for
 
 _ANNOTATION = re.compile(r" \([^()]*\)$")  # "path (temp)" in Snakemake's job_info
 # What executors say when they submit a job: (pattern with jobid and external id, tag key)
@@ -130,7 +131,7 @@ class Events:
         self.commit: str | None = None
         self.client = None
         self.closed = False
-        self.writer = Writer(self._client, self.spool)
+        self.writer = WriterProcess(tracking_uri, experiment, self.spool)
         self.handlers = {
             "workflow_started": self.workflow_started,
             "run_info": self.run_info,
@@ -174,6 +175,7 @@ class Events:
         stats = getattr(record, "stats", {}) or {}
         if self.parent is not None or not int(stats.get("total", 0) or 0):
             return  # logged again by a dry run's end, or an empty DAG: no run
+        self.writer.start()  # its own imports overlap the parent run's
         from . import invocation, store
 
         self.uri = store.resolve_uri(self.tracking_uri)
@@ -209,8 +211,7 @@ class Events:
         os.environ[TRACKING_URI_ENV] = self.uri
         os.environ[EXPERIMENT_ENV] = name
         os.environ[PARENT_RUN_ENV] = self.parent
-        self.writer.current = self.parent
-        self.writer.use_lanes(lanes_for(self.uri))
+        self.writer.settings(current=self.parent, uri=self.uri, lanes=lanes_for(self.uri))
         if config:
             self.writer.put("config", self.parent, config)
         self.writer.put("replay")
@@ -244,6 +245,8 @@ class Events:
         } | self.context()
         self.jobs[jobid] = job
         if job["output"] or job["log"]:
+            # on disk first: if snakemake dies, the next invocation makes its run (KILLED)
+            spool.put(self.spool, job)
             self.writer.put("start", job)
 
     def context(self) -> dict[str, Any]:
@@ -314,16 +317,6 @@ class Events:
         if self.reached_end and not self.jobs:
             return "FINISHED"
         return "FAILED" if self.error else "KILLED"
-
-    def _client(self):
-        from . import store
-
-        if self.client is None:
-            self.uri = self.uri or store.resolve_uri(self.tracking_uri)
-            self.client, self.experiment_id = store.connect(
-                self.uri, store.experiment_name(self.experiment)
-            )
-        return self.client
 
     def close(self) -> None:
         if self.closed:

@@ -185,6 +185,13 @@ class JobWriter:
         self.runs[entry["key"]] = (run.info.run_id, run.info.artifact_uri)
         return run.info.run_id
 
+    def reopen(self, entry: Mapping[str, Any]) -> None:
+        """The RUNNING run of a job an earlier invocation started and never saw end (it
+        was killed), made if its start was never logged; the reaper then ends it KILLED."""
+        if find_run(self.client, entry["experiment_id"], entry["key"]) is None:
+            self.open(entry)
+            self.runs.pop(entry["key"], None)
+
     def write_many(self, items: list[tuple]) -> list[tuple]:
         """Write what it can of ``items`` (job items: start, tag, finish, in order) in one
         transaction (a SQLite store only); return the items left to write one by one, in

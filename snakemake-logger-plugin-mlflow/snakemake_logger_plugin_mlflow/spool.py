@@ -1,10 +1,11 @@
-"""Job entries waiting to be logged: one JSON file per finished job, kept until logged.
+"""Job entries waiting to be logged: one JSON file per job, kept until its end is logged.
 
 Standard library only. An entry is written (atomically) by the snakemake process when a job
-ends, before anything is sent to the tracking store, and removed once the store has it. If
-the store is down, or snakemake is killed, the entries stay and the next invocation in the
-same working directory logs them (see :mod:`.writer`). Writing and removing an entry cost
-one file operation each; the directory is read once, when an invocation replays it.
+starts, replaced by the job's whole entry when it ends, before anything is sent to the
+tracking store, and removed once the store has the end. If the store is down, or snakemake
+is killed, the entries stay and the next invocation in the same working directory logs them
+(see :mod:`.writer`). Each write and removal is one file operation (two writes and one
+unlink per job); the directory is read once, when an invocation replays it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The threads that talk to the tracking store, retrying while it is down.
 
-Work items are small tuples put on a queue by :mod:`.events`; a finished job's item carries
-its whole spool entry, so nothing is read back from disk while the invocation runs.
+They run in the writer process (:mod:`.child`). Work items are small tuples that
+:mod:`.events` sends there; a finished job's item carries its whole spool entry, so nothing
+is read back from disk while the invocation runs.
 
 Items go to *lanes*: one thread and queue each. A SQLite store has one lane (one writer at
 a time is what SQLite allows); an HTTP tracking server has :data:`HTTP_LANES`, so that one
@@ -34,10 +35,11 @@ from .channel import MESSAGE_PREFIX
 HTTP_LANES = 4  # writer threads for an HTTP tracking server
 JOB_ITEMS = ("start", "tag", "finish")  # items of one job: (kind, entry or key, ...)
 MAX_BATCH = 500  # job items written in one transaction, at most
-# How long a SQLite lane waits for more job ends before it writes a batch: a commit costs
-# a few milliseconds of disk sync whatever it holds, so a run's end appears up to this much
-# later. A job's start is never held back: a job killed with snakemake must have its run
-# (the next invocation marks it KILLED); its end is safe on disk in the spool meanwhile.
+# How long a SQLite lane waits for more job items before it writes a batch: a commit costs
+# a few milliseconds of disk sync whatever it holds, so a run appears (or ends) up to this
+# much later. Both are safe on disk meanwhile: a job's spool entry is written when it
+# starts (if snakemake dies, the next invocation makes its run and marks it KILLED) and
+# replaced by its end.
 LINGER = 0.5
 
 
@@ -73,8 +75,11 @@ class _Barrier:
 
 
 class Writer:
-    def __init__(self, connect: Callable[[], Any], spool_dir: Path):
+    def __init__(
+        self, connect: Callable[[], Any], spool_dir: Path, ready: threading.Event | None = None
+    ):
         self.connect = connect  # -> MlflowClient; called on a writer thread when needed
+        self.ready = ready  # set once MLflow is imported: the lanes wait for it
         self.spool = spool_dir
         self.lanes = 1
         self.queues: list[queue.Queue] = []
@@ -125,6 +130,8 @@ class Writer:
     # ------------------------------------------------------------------ the threads
 
     def _run(self, q: queue.Queue) -> None:
+        if self.ready is not None:
+            self.ready.wait()
         held = None  # an item taken off the queue while gathering a batch
         while True:
             item, held = (held, None) if held is not None else (q.get(), None)
@@ -143,8 +150,7 @@ class Writer:
                 continue
             batch = [item]  # the job items queued now: one transaction where the store allows
             bulk = self.jobs is not None and self.jobs.bulk is not None
-            linger = bulk and item[0] != "start"
-            deadline = time.monotonic() + (LINGER if linger else 0.0)
+            deadline = time.monotonic() + (LINGER if bulk else 0.0)
             while len(batch) < MAX_BATCH:
                 wait = deadline - time.monotonic()
                 try:
@@ -154,8 +160,6 @@ class Writer:
                 if held is None or held[0] not in JOB_ITEMS:
                     break
                 batch.append(held)
-                if held[0] == "start":
-                    deadline = 0.0  # a started job's run is not held back
                 held = None
             if not self._write(batch):
                 return
@@ -273,6 +277,8 @@ class Writer:
                 continue
             if entry.get("kind") == "invocation_end":
                 invocation.end(client, entry["parent"], entry["status"])
+            elif "status" not in entry:  # started, never ended: reaped after the replay
+                jobs.reopen(entry)
             else:
                 jobs.log(entry)
             spool.done(self.spool, entry["key"])

@@ -1,0 +1,167 @@
+"""The writer in a process of its own, so that tracking never takes Snakemake's CPU.
+
+Snakemake's scheduler runs on one thread of the snakemake process, and on a workflow of
+small jobs that thread is what limits the pace; a writer thread in the same process shares
+its GIL, so every millisecond the writer spends translating, validating and committing is
+taken from the scheduler. The snakemake process therefore only writes each finished job's
+entry to the spool (before anything is sent, as before) and passes small work items down a
+pipe to this child, which runs the :class:`~.writer.Writer` (its lanes, its retries, its
+drain) on the other core.
+
+Failure behaviour is the thread's: the child ignores Ctrl-C (Snakemake handles it and then
+closes the pipe, so the child drains); it dies with the snakemake process (``kill -9`` of
+snakemake leaves what a thread would have left: the spool, replayed by the next
+invocation); at the end of the invocation snakemake closes the pipe and waits while the
+child drains, which gives up only after the drain timeout without progress.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from .channel import MESSAGE_PREFIX
+
+# What the child runs: the plugin's own package first on its path, whatever the environment.
+_BOOT = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from snakemake_logger_plugin_mlflow.child import main; main(sys.argv[2:])"
+)
+
+
+class WriterProcess:
+    """The :class:`~.writer.Writer`'s interface, in a child process started on first use."""
+
+    def __init__(self, tracking_uri: str | None, experiment: str | None, spool_dir: Path):
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.spool = spool_dir
+        self.proc: subprocess.Popen | None = None
+        self._sent: dict[str, Any] = {}
+
+    def start(self) -> None:
+        """Start the child now (it starts on first use otherwise)."""
+        self._pipe()
+
+    def _pipe(self) -> BinaryIO:
+        if self.proc is None:
+            package = str(Path(__file__).resolve().parent.parent)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, package],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                close_fds=True,
+            )
+            self._send(("setup", self.tracking_uri, self.experiment, str(self.spool)))
+        return self.proc.stdin
+
+    def _send(self, message: tuple) -> None:
+        pipe = self.proc.stdin
+        try:
+            pickle.dump(message, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+            pipe.flush()
+        except (BrokenPipeError, OSError):  # the child died: the spool keeps the entries
+            pass
+
+    def settings(self, **values: Any) -> None:
+        """Pass ``values`` (``current``, ``uri``, ``lanes``) to the child's writer."""
+        self._pipe()
+        self._send(("set", values))
+
+    def put(self, *item: Any, entry: bool = False) -> None:
+        self._pipe()
+        self._send(("put", item, entry))
+
+    def drain(self, timeout: float, uri: str | None) -> None:
+        """Close the pipe and wait while the child logs what is queued."""
+        if self.proc is None:
+            return
+        self._send(("drain", timeout, uri))
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+        code = self.proc.wait()
+        if code not in (0, 3):
+            print(
+                f"{MESSAGE_PREFIX}: warning: the writer process ended with status {code}; "
+                f"job records are kept in {self.spool} and logged by the next snakemake "
+                "invocation in this directory",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent (snakemake) dies."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:  # the parent died before prctl
+        os._exit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Snakemake handles Ctrl-C, then closes
+    _die_with_parent()
+    from .writer import Writer  # no MLflow: that is imported once, below
+
+    ready = threading.Event()  # MLflow and the modules using it imported
+
+    def warm() -> None:
+        try:
+            from . import invocation, jobs, store  # noqa: F401 (imports MLflow)
+        finally:
+            ready.set()
+
+    # one thread imports (two importing MLflow at once break its protobuf registry); this
+    # one reads the pipe meanwhile, so that snakemake never waits on a full pipe
+    threading.Thread(target=warm, name="mlflow-import", daemon=True).start()
+    pipe = sys.stdin.buffer
+    _, tracking_uri, experiment, spool_dir = pickle.load(pipe)
+    state: dict[str, Any] = {"uri": None}
+    client: list = []
+
+    def connect():
+        from . import store
+
+        if not client:
+            uri = state["uri"] or store.resolve_uri(tracking_uri)
+            client.append(store.connect(uri, store.experiment_name(experiment))[0])
+        return client[0]
+
+    writer = Writer(connect, Path(spool_dir), ready=ready)
+    timeout, uri = 120.0, None
+    while True:
+        try:
+            message = pickle.load(pipe)
+        except (EOFError, pickle.UnpicklingError, OSError):
+            break
+        if message[0] == "put":
+            writer.put(*message[1], entry=message[2])
+        elif message[0] == "set":
+            values = message[1]
+            if "uri" in values:
+                state["uri"] = values["uri"]
+            if "current" in values:
+                writer.current = values["current"]
+            if "lanes" in values:
+                writer.use_lanes(values["lanes"])
+        elif message[0] == "drain":
+            timeout, uri = message[1], message[2]
+    writer.drain(timeout, uri)
+    sys.stderr.flush()
+    os._exit(3 if writer.left > 0 else 0)  # no interpreter finalization: nothing is left
+
+
+if __name__ == "__main__":
+    main()

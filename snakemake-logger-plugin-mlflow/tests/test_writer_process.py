@@ -1,0 +1,112 @@
+"""The writer runs in a process of its own: it dies with snakemake and drains after Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from smk import SNAKEMAKE
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="dies with its parent on Linux")
+
+HELD = """
+rule quick:
+    output:
+        "quick.txt",
+    log:
+        "logs/quick.log",
+    shell:
+        "echo done > {output}"
+
+rule held:
+    input:
+        "quick.txt",
+    output:
+        "held.txt",
+    log:
+        "logs/held.log",
+    shell:
+        # only the first attempt is held: the rerun need not wait
+        "if [ ! -e started ]; then touch started; sleep 60; fi; echo done > {output}"
+"""
+
+
+def _start(wf) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [SNAKEMAKE, "--logger", "mlflow", "--cores", "1", "held.txt"],
+        cwd=wf.path,
+        env=wf.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # snakemake, its writer and its job: a group of their own
+    )
+    deadline = time.time() + 120
+    while not (wf.path / "started").exists():
+        assert time.time() < deadline and proc.poll() is None, "the held job never started"
+        time.sleep(0.1)
+    return proc
+
+
+def _writer_of(pid: int) -> int:
+    """The pid of snakemake's writer process."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"snakemake_logger_plugin_mlflow.child" in cmdline:
+                return int(child)
+    raise AssertionError("snakemake has no writer process")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_kill_9_of_snakemake_alone_takes_its_writer_with_it(plain):
+    wf = plain(HELD)
+    proc = _start(wf)
+    try:
+        writer = _writer_of(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)  # snakemake only: its job and writer are left
+        proc.wait()
+        deadline = time.time() + 10
+        while _alive(writer):  # a writer outliving snakemake would race the next replay
+            assert time.time() < deadline, "the writer outlived snakemake"
+            time.sleep(0.1)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the held job
+    assert wf.snakemake("--unlock").returncode == 0
+    result = wf.snakemake("--rerun-incomplete", "held.txt")  # reaps what the killed one left
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = sorted(wf.jobs(), key=lambda r: r.info.start_time)
+    statuses = [(r.data.tags["snakemake.rule"], r.info.status) for r in runs]
+    assert statuses == [("quick", "FINISHED"), ("held", "KILLED"), ("held", "FINISHED")]
+    parents = sorted(wf.parents(), key=lambda r: r.info.start_time)
+    assert [p.info.status for p in parents] == ["KILLED", "FINISHED"]
+
+
+def test_ctrl_c_ends_the_runs_and_the_writer_drains(plain):
+    wf = plain(HELD)
+    proc = _start(wf)
+    try:
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends to the whole group
+        err = proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode != 0
+    assert "Traceback" not in err and "mlflow logger: warning" not in err, err[-3000:]
+    jobs = {r.data.tags["snakemake.rule"]: r for r in wf.jobs()}
+    assert jobs["quick"].info.status == "FINISHED"
+    assert jobs["held"].info.status in ("KILLED", "FAILED")
+    assert all(p.info.status != "RUNNING" for p in wf.parents())
+    assert not list((wf.path / ".snakemake/mlflow/pending").glob("*"))
