@@ -46,7 +46,9 @@ def paths(files) -> list[str]:
     out = []
     for f in [files] if isinstance(files, str) else files or []:
         f = str(f)
-        out.append(f if os.path.exists(f) or not _ANNOTATION.search(f) else _ANNOTATION.sub("", f))
+        # a file stat only for a name that ends like an annotation (one per job file costs)
+        annotated = _ANNOTATION.search(f) is not None and not os.path.exists(f)
+        out.append(_ANNOTATION.sub("", f) if annotated else f)
     return out
 
 
@@ -132,6 +134,7 @@ class Events:
         self.client = None
         self.closed = False
         self.writer = WriterProcess(tracking_uri, experiment, self.spool)
+        self.host = socket.gethostname()
         self.handlers = {
             "workflow_started": self.workflow_started,
             "run_info": self.run_info,
@@ -256,7 +259,7 @@ class Events:
             "experiment_id": self.experiment_id,
             "snakefile": str(self.header.get("snakefile") or ""),
             "commit": self.commit,
-            "host": socket.gethostname(),
+            "host": self.host,
         }
 
     def submitted(self, message: str) -> None:

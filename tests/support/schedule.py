@@ -9,10 +9,13 @@ a costly module-scoped fixture is listed whole: its tests stay together, with on
 
 Tests that mostly wait on a batch scheduler (``WAITING``: the Slurm and Grid Engine
 scenarios, a few minutes each of polling job states with the CPU nearly idle) share the
-front of one share of their own when there are more than two workers (e.g. ``-n 3`` on two
-cores), so that they wait while the other workers keep the cores busy. Measured on this
-machine's fresh clones: 940 s and 1,142 s of pytest at ``-n 3``, 1,068 s at ``-n 2``, which
-pyproject.toml keeps (the suite is CPU-bound; a third worker did not reliably pay).
+front of one share of their own when there are more than two workers, so that they wait
+while the other workers keep the cores busy: pyproject.toml runs ``-n 3`` on this 2-core
+machine. Measured on fresh clones (``bash .ci/run``): 744 s with the two scenarios on a
+share of their own (691 s of pytest, beside another 5-minute test run on one core),
+against 1,146 s at ``-n 2`` in the last round (on a day this machine ran about 1.7x
+slower), where each scenario held one of the two workers while it waited; the suite
+without the scenarios took 496 s of pytest at ``-n 2`` today.
 
 Only the order changes: every test still runs, on whichever worker.
 """
