@@ -5,10 +5,13 @@ Imports MLflow; the plugin imports this module only once jobs are about to run.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import getpass
 import os
 import re
+import shutil
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -132,6 +135,63 @@ def _sqlite_lock(uri: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+CACHE_ENV = "SNAKEMAKE_MLFLOW_CACHE"  # where the empty store is kept (default: user cache)
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///<absolute path>`` URI, else None."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix + "/") or "?" in uri:
+        return None
+    return Path(uri[len(prefix) :])
+
+
+def _empty_store() -> Path:
+    """An empty, migrated SQLite store of this MLflow version, made once per user."""
+    import mlflow
+
+    root = os.environ.get(CACHE_ENV) or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "snakemake-logger-plugin-mlflow"
+    )
+    empty = Path(root) / f"empty-mlflow-{mlflow.__version__}.db"
+    if not empty.exists():
+        empty.parent.mkdir(parents=True, exist_ok=True)
+        tmp = empty.with_name(f".{empty.name}.{os.getpid()}.partial")
+        tmp.unlink(missing_ok=True)
+        MlflowClient(f"sqlite:///{tmp}").search_experiments()  # MLflow's own migrations
+        os.replace(tmp, empty)
+    return empty
+
+
+def _fresh_sqlite(uri: str) -> bool:
+    """Make the missing SQLite database of ``uri`` as a copy of the empty store; True if
+    made. MLflow creates a new database through every one of its schema migrations (1-2 s;
+    an existing one opens in well under 1 s), so that is done once per MLflow version."""
+    db = _sqlite_path(uri)
+    if db is None or db.exists():
+        return False
+    try:
+        empty = _empty_store()
+        db.parent.mkdir(parents=True, exist_ok=True)
+        tmp = db.with_name(f".{db.name}.{os.getpid()}.partial")
+        shutil.copyfile(empty, tmp)
+        os.replace(tmp, db)
+    except (OSError, MlflowException, sqlite3.Error):
+        return False  # MLflow makes it, the slow way
+    return True
+
+
+def _default_experiment_here(client: MlflowClient, uri: str) -> None:
+    """Give the copied store's Default experiment the artifact location MLflow gives it in
+    this store (the empty one was made elsewhere)."""
+    store = client._tracking_client.store
+    location = store._get_artifact_location(0)
+    with contextlib.closing(sqlite3.connect(str(_sqlite_path(uri)))) as con, con:
+        con.execute(
+            "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0", (location,)
+        )
+
+
 def connect(uri: str, name: str) -> tuple[MlflowClient, str]:
     """A client of the store at ``uri`` and the id of experiment ``name`` (created if new).
 
@@ -142,7 +202,10 @@ def connect(uri: str, name: str) -> tuple[MlflowClient, str]:
         os.environ.setdefault(key, value)
     try:
         with _sqlite_lock(uri):
+            copied = _fresh_sqlite(uri)
             client = MlflowClient(uri)
+            if copied:
+                _default_experiment_here(client, uri)
             experiment = client.get_experiment_by_name(name)
             if experiment is None:
                 try:
