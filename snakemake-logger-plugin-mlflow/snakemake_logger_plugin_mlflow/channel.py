@@ -38,6 +38,7 @@ TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"  # MLflow's own variable
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"  # MLflow's own variable
 EXPERIMENT_ID_ENV = "MLFLOW_EXPERIMENT_ID"  # MLflow's own variable
 PARENT_RUN_ENV = "SNAKEMAKE_MLFLOW_PARENT_RUN_ID"  # the invocation's run, for a job's own runs
+CACHE_ENV = "SNAKEMAKE_MLFLOW_CACHE"  # where the empty SQLite store is kept (~/.cache/...)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "snakemake"

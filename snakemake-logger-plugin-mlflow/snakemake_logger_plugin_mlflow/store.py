@@ -21,7 +21,13 @@ from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 from requests.exceptions import RequestException
 
-from .channel import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI, EXPERIMENT_ENV, TRACKING_URI_ENV
+from .channel import (
+    CACHE_ENV,
+    DEFAULT_EXPERIMENT,
+    DEFAULT_TRACKING_URI,
+    EXPERIMENT_ENV,
+    TRACKING_URI_ENV,
+)
 from .values import redact
 
 # Error codes of a request the store understood and refused: sending it again cannot help.
@@ -133,9 +139,6 @@ def _sqlite_lock(uri: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-CACHE_ENV = "SNAKEMAKE_MLFLOW_CACHE"  # where the empty store is kept (default: user cache)
 
 
 def _sqlite_path(uri: str) -> Path | None:

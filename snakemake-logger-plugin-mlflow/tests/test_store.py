@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from snakemake_logger_plugin_mlflow import store
+from snakemake_logger_plugin_mlflow import channel, store
 
 URI = "sqlite:///file:/w/mlflow.db?mode=ro&uri=true"
 
@@ -36,7 +36,7 @@ def test_a_fresh_sqlite_store_is_the_one_mlflow_makes(tmp_path, monkeypatch):
 
     from mlflow.tracking import MlflowClient
 
-    monkeypatch.setenv(store.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(channel.CACHE_ENV, str(tmp_path / "cache"))
     here = tmp_path / "project"
     here.mkdir()
     monkeypatch.chdir(here)
