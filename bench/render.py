@@ -199,7 +199,7 @@ def logger_text(results: dict) -> str:
         "`.snakemake/mlflow/pending` at exit, every job's run FINISHED under one parent.\n",
         f"- SQLite: {_samples(sq)}; writer time {sq['writer_ms_per_job']:.1f} ms per job, of "
         f"which {sq['writer_cpu_ms_per_job']:.1f} ms CPU (the rest waits for the disk's "
-        "commit or for the GIL, which the writer shares with Snakemake's own loop).",
+        "commit; the writer runs in a process of its own, beside Snakemake's loop).",
         f"- `mlflow server` (SQLite backend, 2 workers, on the same two cores): {_samples(sv)}; "
         f"{sv.get('requests_per_job', 0):.1f} requests per job; writer time "
         f"{sv['writer_ms_per_job']:.0f} ms per job over 4 threads "
@@ -208,7 +208,9 @@ def logger_text(results: dict) -> str:
     big = results.get("logger_big")
     if big:
         lines.append(
-            f"- {big['jobs']} jobs on SQLite: {big['logger_s']:.0f} s, "
+            f"- {big['jobs']} jobs on SQLite (in chains of {big.get('chain', 1)}: with "
+            "every job ready at once Snakemake's own scheduling grows with the square of the "
+            f"count): {big['logger_s']:.0f} s, "
             f"{big['job_runs_finished']} runs FINISHED, {big['pending_at_exit']} pending at "
             f"exit; writer {big['writer_ms_per_job']:.1f} ms per job "
             f"({big['writer_cpu_ms_per_job']:.1f} ms CPU)."
