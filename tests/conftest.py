@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from support import schedule
-from support.data import GRID, titanic_rows, to_csv
+from support.data import GRID, REGRESSORS, house_rows, titanic_rows, to_csv
 from support.servers import DroppingServer, QuietHTTPServer, Server, TrackingServer, _Handler
 from support.workflow import Workflow, copy_workflow
 
@@ -97,13 +97,28 @@ def cluster_server(tmp_path_factory):
 
 @pytest.fixture
 def cluster_workflow(tmp_path, cluster_server, http_server):
-    """A workflow copy for the cluster tests: the shared tracking server, its own experiment
-    and registered model, four quick models."""
+    """A workflow copy for the cluster tests: the shared tracking server, its own experiment,
+    two datasets (a classification and a regression one, in one DAG) with their own
+    registered models (the experiment's name, and that name + ``-houses``)."""
 
     wf = Workflow(copy_workflow(tmp_path / "wf"))
     wf.env["MLFLOW_TRACKING_URI"] = cluster_server.url
     name = f"{tmp_path.name[:40]}-{uuid.uuid4().hex[:8]}"  # the server's store may be reused
     wf.env["MLFLOW_EXPERIMENT_NAME"] = name  # one experiment per test
     url = http_server.publish(f"slurm/{tmp_path.name}.csv", to_csv(titanic_rows(300, seed=7)))
-    wf.configure(data_url=url, models=GRID, register={"threshold": 0.5, "model_name": name})
+    houses = http_server.publish(f"slurm/{tmp_path.name}-houses.csv", to_csv(house_rows(200)))
+    datasets = {
+        "titanic": {
+            "url": url,
+            "target": "Survived",
+            "register": {"threshold": 0.5, "model_name": name},
+        },
+        "houses": {
+            "url": houses,
+            "target": "price",
+            "task": "regression",
+            "register": {"model_name": f"{name}-houses"},
+        },
+    }
+    wf.configure(datasets=datasets, models=GRID | REGRESSORS)
     return wf

@@ -1,5 +1,6 @@
-"""One scenario for every scheduler: the pipeline with a job killed by the scheduler, then the
-same command again. The Slurm and Grid Engine tests share it (a cluster run is costly)."""
+"""One scenario for every scheduler: the pipeline of two datasets (one DAG) with a job killed
+by the scheduler, then the same command again. The Slurm and Grid Engine tests share it (a
+cluster run is costly)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from .data import GRID
+from .data import GRID, REGRESSORS
 from .workflow import SNAKEMAKE, Result
 
 # about 10 s of training with a small model: time to kill its job mid-step
@@ -23,8 +24,10 @@ SLOW = {
         "n_iter_no_change": 1000000,
     },
 }
-MODELS = {"logreg": GRID["logreg"], "slow": SLOW}
-JOBS = 3 + 2 * len(MODELS) + 2  # download, clean, split, train+evaluate each, register, predict
+MODELS = {"logreg": GRID["logreg"], "slow": SLOW, "ridge": REGRESSORS["ridge"]}
+# per dataset: download, clean, split, train+evaluate of each model of its task, register,
+# predict; titanic trains logreg and slow, houses ridge
+JOBS = {"titanic": 3 + 2 * 2 + 2, "houses": 3 + 2 * 1 + 2}
 
 
 @dataclass
@@ -89,7 +92,8 @@ def assert_tracked_once(wf, scenario: Scenario, id_tag: str, submitted_re: str) 
     the job runs."""
     first, rerun = scenario.first, scenario.rerun
     assert first.returncode != 0 and "Error in rule train" in first.output
-    assert (wf.path / "results/titanic/predictions.csv").exists()
+    for dataset in JOBS:
+        assert (wf.path / f"results/{dataset}/predictions.csv").exists()
     submitted = re.findall(submitted_re, first.output) + re.findall(submitted_re, rerun.output)
     assert len(re.findall(submitted_re, rerun.output)) == len(rerun.ran)  # all but `all`
     runs = experiment_runs(wf)
@@ -99,11 +103,17 @@ def assert_tracked_once(wf, scenario: Scenario, id_tag: str, submitted_re: str) 
     assert {j.data.tags["mlflow.parentRunId"] for j in jobs} <= set(parents)
     assert sorted(j.data.tags[id_tag] for j in jobs) == sorted(submitted)
     finished = [
-        (j.data.tags["snakemake.rule"], j.data.tags.get("snakemake.wildcards.model"))
+        (
+            j.data.tags["snakemake.wildcards.dataset"],
+            j.data.tags["snakemake.rule"],
+            j.data.tags.get("snakemake.wildcards.model"),
+        )
         for j in jobs
         if j.info.status == "FINISHED"
     ]
-    assert len(finished) == len(set(finished)) == JOBS, finished  # none ran twice
+    assert len(finished) == len(set(finished)) == sum(JOBS.values()), finished  # none twice
+    for dataset, count in JOBS.items():  # both datasets' pipelines, in the same invocations
+        assert len([f for f in finished if f[0] == dataset]) == count, finished
     killed = wf.client().get_run(scenario.victim.info.run_id)
     assert killed.info.status in ("KILLED", "FAILED")
     assert not [j for j in jobs if j.info.status == "RUNNING"]
