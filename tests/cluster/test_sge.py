@@ -18,7 +18,7 @@ from support.cluster import assert_tracked_once, kill_one_job_then_rerun
 
 pytestmark = pytest.mark.sge
 SGE_ENV = {"SGE_ROOT": "/var/lib/gridengine", "SGE_CELL": "default"}
-SGE_FLAGS = ("--profile", "profiles/sge", "--seconds-between-status-checks", "2")
+SGE_FLAGS = ("--profile", "profiles/sge", "--seconds-between-status-checks", "3")
 
 
 def _sge_up() -> bool:

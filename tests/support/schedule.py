@@ -26,26 +26,28 @@ from __future__ import annotations
 # cluster test: mostly waiting). Rough figures are enough: only their order and sizes matter.
 # A test not listed counts as short. A key starts the node ids it covers.
 SLOW = {
-    "tests/workflow/test_readme.py": 190,  # one `make run` in a fresh clone, then its three tests
-    "tests/cluster/test_slurm.py": 260,
-    "tests/cluster/test_sge.py": 225,
-    "tests/workflow/test_pipeline.py::test_titanic_grid_end_to_end": 90,
-    "tests/workflow/test_datasets.py": 75,  # one module-scoped run of two datasets, then its tests
-    "tests/plugin/test_contention.py::test_grid_of_models_loses_nothing[server]": 50,
-    "tests/plugin/test_contention.py::test_grid_of_models_loses_nothing[sqlite]": 34,
-    "tests/plugin/test_faults.py::test_kill_9_inside_every_write_then_rerun_completes": 50,
-    "tests/workflow/test_pipeline.py::test_multiclass_string_labels_and_gate": 26,
-    "tests/plugin/test_faults.py::test_tracking_server_restart_is_retried": 22,
-    "tests/plugin/test_concurrency.py": 16,
-    "tests/plugin/test_faults.py::test_kill_9_while_the_store_is_down": 22,
-    "tests/plugin/test_secrets.py::test_url_from_environment_is_used_but_never_recorded": 9,
-    "tests/plugin/test_faults.py::test_store_down_during_the_run": 23,
-    "tests/plugin/test_secrets.py::test_basic_auth_tracking_server": 15,
-    "tests/workflow/test_pipeline.py::test_grid_points_are_search_jobs_and_the_best_is_refit": 12,
-    "snakemake-logger-plugin-mlflow/tests/test_dag_features.py::test_forcerun": 12,
+    "tests/workflow/test_readme.py": 300,  # one `make run` in a fresh clone, then its three tests
+    "tests/cluster/test_sge.py": 265,
+    "tests/cluster/test_slurm.py": 220,
+    "tests/workflow/test_pipeline.py::test_titanic_grid_end_to_end": 160,
+    "tests/plugin/test_faults.py::test_kill_9_inside_every_write_then_rerun_completes": 100,
+    "tests/workflow/test_datasets.py": 90,  # one module-scoped run of two datasets, then its tests
+    "tests/plugin/test_contention.py::test_grid_of_models_loses_nothing[server]": 67,
+    "tests/workflow/test_pipeline.py::test_multiclass_string_labels_and_gate": 43,
+    "tests/plugin/test_faults.py::test_store_down_during_the_run": 41,
+    "tests/plugin/test_contention.py::test_grid_of_models_loses_nothing[sqlite]": 40,
+    "tests/plugin/test_faults.py::test_kill_9_while_the_store_is_down": 34,
+    "tests/plugin/test_concurrency.py": 31,
+    "tests/plugin/test_faults.py::test_tracking_server_restart_is_retried": 27,
+    "snakemake-logger-plugin-mlflow/tests/test_writer_process.py": 30,
+    "tests/plugin/test_secrets.py::test_basic_auth_tracking_server": 24,
+    "tests/workflow/test_pipeline.py::test_grid_points_are_search_jobs_and_the_best_is_refit": 19,
+    "snakemake-logger-plugin-mlflow/tests/test_dag_features.py::test_forcerun": 18,
     "snakemake-logger-plugin-mlflow/tests/test_workflows.py": 20,  # a module-scoped run
+    "snakemake-logger-plugin-mlflow/tests/test_oldest_snakemake.py": 15,
     "snakemake-logger-plugin-mlflow/tests/test_dag_features.py::test_a_submitting_executor": 12,
     "snakemake-logger-plugin-mlflow/tests/test_dag_features.py::test_a_service": 11,
+    "tests/plugin/test_secrets.py::test_url_from_environment_is_used_but_never_recorded": 9,
 }
 
 
