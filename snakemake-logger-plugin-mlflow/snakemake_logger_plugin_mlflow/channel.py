@@ -70,3 +70,12 @@ RENAMED_TAG = "snakemake.renamed_keys"  # JSON {logged key: original} for keys M
 LOGGER_METRIC = "mlflow_logger."  # + job_runs, writer_[cpu_]seconds: on the invocation's run
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own
 MESSAGE_PREFIX = "mlflow logger"  # what the plugin's messages start with
+
+# MLflow's HTTP client retries a failing tracking server (connection errors, 5xx) with
+# exponential backoff; its defaults wait up to about four minutes. These wait
+# 1+2+4+8+16 = 31 s per request, and the plugin retries a whole job's record after that.
+HTTP_RETRY_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+}

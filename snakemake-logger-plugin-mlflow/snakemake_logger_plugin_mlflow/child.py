@@ -56,7 +56,7 @@ class WriterProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", _BOOT, package],
                 stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,  # its replies (what it prints goes to /dev/null)
                 close_fds=True,
             )
             self._send(("setup", self.tracking_uri, self.experiment, str(self.spool)))
@@ -69,6 +69,18 @@ class WriterProcess:
             pipe.flush()
         except (BrokenPipeError, OSError):  # the child died: the spool keeps the entries
             pass
+
+    def open_parent(self, **request: Any) -> dict[str, Any]:
+        """Connect to the store and create the invocation's run (the child imports MLflow,
+        this process does not); ``{"uri", "experiment", "experiment_id", "parent"}``, or
+        ``{"error": one line}`` if the store is unusable."""
+        self._pipe()
+        self._send(("open", request))
+        try:
+            return pickle.load(self.proc.stdout)
+        except (EOFError, OSError, pickle.UnpicklingError):
+            code = self.proc.poll()
+            return {"error": f"the writer process ended (status {code}) before opening the run"}
 
     def settings(self, **values: Any) -> None:
         """Pass ``values`` (``current``, ``uri``, ``lanes``) to the child's writer."""
@@ -126,6 +138,9 @@ def main(argv: list[str] | None = None) -> None:
     # one thread imports (two importing MLflow at once break its protobuf registry); this
     # one reads the pipe meanwhile, so that snakemake never waits on a full pipe
     threading.Thread(target=warm, name="mlflow-import", daemon=True).start()
+    replies = os.fdopen(os.dup(1), "wb")  # stdout is for replies; prints go to /dev/null
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
     pipe = sys.stdin.buffer
     _, tracking_uri, experiment, spool_dir = pickle.load(pipe)
     state: dict[str, Any] = {"uri": None}
@@ -139,6 +154,23 @@ def main(argv: list[str] | None = None) -> None:
             client.append(store.connect(uri, store.experiment_name(experiment))[0])
         return client[0]
 
+    def open_parent(request: dict[str, Any]) -> dict[str, Any]:
+        ready.wait()
+        from . import invocation, store
+
+        uri = store.resolve_uri(tracking_uri)
+        name = store.experiment_name(experiment)
+        try:
+            connected, experiment_id = store.connect(uri, name)
+            parent = invocation.start(connected, experiment_id, **request)
+        except store.StoreError as exc:
+            return {"error": str(exc)}
+        except store.STORE_ERRORS as exc:
+            return {"error": str(store.error(exc, uri))}
+        state["uri"] = uri
+        client[:] = [connected]  # the writer's lanes use it
+        return {"uri": uri, "experiment": name, "experiment_id": experiment_id, "parent": parent}
+
     writer = Writer(connect, Path(spool_dir), ready=ready)
     timeout, uri = 120.0, None
     while True:
@@ -146,12 +178,13 @@ def main(argv: list[str] | None = None) -> None:
             message = pickle.load(pipe)
         except (EOFError, pickle.UnpicklingError, OSError):
             break
-        if message[0] == "put":
+        if message[0] == "open":
+            pickle.dump(open_parent(message[1]), replies, protocol=pickle.HIGHEST_PROTOCOL)
+            replies.flush()
+        elif message[0] == "put":
             writer.put(*message[1], entry=message[2])
         elif message[0] == "set":
             values = message[1]
-            if "uri" in values:
-                state["uri"] = values["uri"]
             if "current" in values:
                 writer.current = values["current"]
             if "lanes" in values:

@@ -2,11 +2,12 @@
 
 Events arrive through :meth:`Events.on_event`, synchronously, in the thread that logs them
 (Snakemake's main thread), so that what must happen before a job starts does: the store
-check and the parent run (``run_info``, before any job), removing a job's stale record
+check and the parent run (``run_info``, before any job; done by the writer process, which
+this one waits for), removing a job's stale record
 (``job_info``, before the job is spawned), and, when a job ends, the digests of its outputs
 (before ``temp()`` deletes them) and its entry in the spool (before anything is sent).
-Everything else that talks to the store runs in the writer's own process
-(:mod:`.child`). Nothing here imports MLflow until jobs are about to run.
+Everything that talks to the store runs in the writer's own process (:mod:`.child`): the
+snakemake process never imports MLflow (about 1 s of CPU, and its finalization at exit).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from . import spool
 from .channel import (
     EXPERIMENT_ENV,
+    HTTP_RETRY_DEFAULTS,
     MESSAGE_PREFIX,
     PARENT_RUN_ENV,
     RECORD_SUFFIX,
@@ -174,15 +176,12 @@ class Events:
             self.writer.put("replay")
 
     def run_info(self, record) -> None:
-        """Check the store and open the parent run, before any job; exit 1 if unusable."""
+        """Check the store and open the parent run (both in the writer process), before any
+        job; exit 1 if the store is unusable."""
         stats = getattr(record, "stats", {}) or {}
         if self.parent is not None or not int(stats.get("total", 0) or 0):
             return  # logged again by a dry run's end, or an empty DAG: no run
-        self.writer.start()  # its own imports overlap the parent run's
-        from . import invocation, store
-
-        self.uri = store.resolve_uri(self.tracking_uri)
-        name = store.experiment_name(self.experiment)
+        self.writer.start()  # it imports MLflow meanwhile: this process never does
         workflow = find_workflow()
         snakefile = str(self.header.get("snakefile") or "Snakefile")
         self.commit = git_commit(Path(snakefile).resolve().parent)
@@ -196,25 +195,24 @@ class Events:
                 {job.rule.name for job in jobs}
                 | {str(f) for job in jobs for f in (job.output or job.input)}
             )
-        try:
-            self.client, self.experiment_id = store.connect(self.uri, name)
-            self.parent = invocation.start(
-                self.client,
-                self.experiment_id,
-                snakefile=snakefile,
-                commit=self.commit,
-                targets=targets,
-                jobs=int(stats.get("total", 0)),
-                command=str(self.header.get("cmd") or ""),
-            )
-        except store.StoreError as exc:
-            fatal(str(exc))
-        except store.STORE_ERRORS as exc:
-            fatal(str(store.error(exc, self.uri)))
+        opened = self.writer.open_parent(
+            snakefile=snakefile,
+            commit=self.commit,
+            targets=targets,
+            jobs=int(stats.get("total", 0)),
+            command=str(self.header.get("cmd") or ""),
+            pid=os.getpid(),
+        )
+        if "error" in opened:
+            fatal(opened["error"])
+        self.uri, self.parent = opened["uri"], opened["parent"]
+        self.experiment_id = opened["experiment_id"]
+        for key, value in HTTP_RETRY_DEFAULTS.items():  # for jobs of one's own that use MLflow
+            os.environ.setdefault(key, value)
         os.environ[TRACKING_URI_ENV] = self.uri
-        os.environ[EXPERIMENT_ENV] = name
+        os.environ[EXPERIMENT_ENV] = opened["experiment"]
         os.environ[PARENT_RUN_ENV] = self.parent
-        self.writer.settings(current=self.parent, uri=self.uri, lanes=lanes_for(self.uri))
+        self.writer.settings(current=self.parent, lanes=lanes_for(self.uri))
         if config:
             self.writer.put("config", self.parent, config)
         self.writer.put("replay")

@@ -61,6 +61,7 @@ def start(
     targets: list[str],
     jobs: int,
     command: str,
+    pid: int | None = None,
 ) -> str:
     """Create the parent run of this invocation (RUNNING) and return its id: one store call,
     so that it holds the first job back as little as it can (the config follows later)."""
@@ -69,8 +70,8 @@ def start(
         TARGETS_TAG: " ".join(targets)[:MAX_TAG],
         JOBS_TAG: str(jobs),
         HOST_TAG: socket.gethostname(),
-        PID_TAG: str(os.getpid()),
-        PID_START_TAG: _process_start(os.getpid()) or "",
+        PID_TAG: str(pid or os.getpid()),
+        PID_START_TAG: _process_start(pid or os.getpid()) or "",
         COMMAND_TAG: redact(command)[:MAX_TAG],
     } | source_tags(snakefile, commit)
     run = client.create_run(

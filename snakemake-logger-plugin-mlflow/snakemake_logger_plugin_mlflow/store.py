@@ -26,6 +26,7 @@ from .channel import (
     DEFAULT_EXPERIMENT,
     DEFAULT_TRACKING_URI,
     EXPERIMENT_ENV,
+    HTTP_RETRY_DEFAULTS,
     TRACKING_URI_ENV,
 )
 from .values import redact
@@ -43,15 +44,6 @@ _REFUSED = {
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 STORE_ERRORS = (MlflowException, OSError, RequestException)
-
-# MLflow's HTTP client retries a failing tracking server (connection errors, 5xx) with
-# exponential backoff; its defaults wait up to about four minutes. These wait
-# 1+2+4+8+16 = 31 s per request, and the plugin retries a whole job's record after that.
-HTTP_RETRY_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
-}
 
 
 class StoreError(Exception):
