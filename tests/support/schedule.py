@@ -11,11 +11,11 @@ Tests that mostly wait on a batch scheduler (``WAITING``: the Slurm and Grid Eng
 scenarios, a few minutes each of polling job states with the CPU nearly idle) share the
 front of one share of their own when there are more than two workers, so that they wait
 while the other workers keep the cores busy: pyproject.toml runs ``-n 3`` on this 2-core
-machine. Measured on fresh clones (``bash .ci/run``): 744 s with the two scenarios on a
-share of their own (691 s of pytest, beside another 5-minute test run on one core),
-against 1,146 s at ``-n 2`` in the last round (on a day this machine ran about 1.7x
-slower), where each scenario held one of the two workers while it waited; the suite
-without the scenarios took 496 s of pytest at ``-n 2`` today.
+machine. Measured on fresh clones (``bash .ci/run``): 701 s with the two scenarios on a
+share of their own (648 s of pytest), against 1,146-1,305 s at ``-n 2`` in the last round
+(a day this machine ran about 1.7x slower), where each scenario held one of the two
+workers while it waited; the suite without the scenarios took 496 s of pytest at ``-n 2``
+on the day of the 701 s.
 
 Only the order changes: every test still runs, on whichever worker.
 """
