@@ -527,6 +527,8 @@ def main() -> None:
         write_markdown(results, args.markdown)
         return
 
+    if args.only and "noop" in args.only and "jobs" not in args.only:
+        args.only.append("jobs")  # the no-op runs in the copy the jobs section brings up to date
     rev = None if args.worktree else args.rev
     started = time.time()
     kept = json.loads(Path(args.out).read_text()) if args.only and Path(args.out).exists() else {}
