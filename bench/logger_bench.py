@@ -39,8 +39,9 @@ def env(uri: str | None, plugin: Path | None) -> dict:
     return out
 
 
-def command(n: int, logger: bool, *extra: str) -> list[str]:
-    return [SNAKEMAKE, "--cores", "2", "--config", f"jobs={n}", *(LOGGER if logger else []), *extra]
+def command(n: int, logger: bool, *extra: str, chain: int = 1) -> list[str]:
+    config = ["--config", f"jobs={n}", f"chain={chain}"]
+    return [SNAKEMAKE, "--cores", "2", *config, *(LOGGER if logger else []), *extra]
 
 
 def pending(wf: Path) -> int:
@@ -246,7 +247,7 @@ BIG_CHAIN = 100  # jobs per chain in the big run (see bench/programs/manyjobs/Sn
 
 def bench_logger_big(tmp: Path, plugin: Path | None, jobs: int) -> dict:
     wf = manyjobs(tmp / "big")
-    cmd = [*command(jobs, True), "--config", f"jobs={jobs}", f"chain={BIG_CHAIN}"]
+    cmd = command(jobs, True, chain=BIG_CHAIN)
     seconds, _, _ = timed(cmd, wf, env(f"sqlite:///{wf}/mlflow.db", plugin))
     out = {"jobs": jobs, "chain": BIG_CHAIN, "logger_s": seconds}
     out |= _checked(wf, wf / "mlflow.db", jobs)

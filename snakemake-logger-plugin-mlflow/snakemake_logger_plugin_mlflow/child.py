@@ -3,10 +3,11 @@
 Snakemake's scheduler runs on one thread of the snakemake process, and on a workflow of
 small jobs that thread is what limits the pace; a writer thread in the same process shares
 its GIL, so every millisecond the writer spends translating, validating and committing is
-taken from the scheduler. The snakemake process therefore only writes each finished job's
-entry to the spool (before anything is sent, as before) and passes small work items down a
-pipe to this child, which runs the :class:`~.writer.Writer` (its lanes, its retries, its
-drain) on the other core.
+taken from the scheduler. The snakemake process therefore only writes each job's entry to
+the spool (before anything is sent) and passes small work items down a pipe to this child,
+which checks the store and makes the invocation's run (snakemake waits for its reply), then
+runs the :class:`~.writer.Writer` (its lanes, its retries, its drain) on the other core. The
+snakemake process never imports MLflow.
 
 Failure behaviour is the thread's: the child ignores Ctrl-C (Snakemake handles it and then
 closes the pipe, so the child drains); it dies with the snakemake process (``kill -9`` of
@@ -25,14 +26,14 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from .channel import MESSAGE_PREFIX
 
 # What the child runs: the plugin's own package first on its path, whatever the environment.
 _BOOT = (
     "import sys; sys.path.insert(0, sys.argv[1]); "
-    "from snakemake_logger_plugin_mlflow.child import main; main(sys.argv[2:])"
+    "from snakemake_logger_plugin_mlflow.child import main; main()"
 )
 
 
@@ -44,13 +45,9 @@ class WriterProcess:
         self.experiment = experiment
         self.spool = spool_dir
         self.proc: subprocess.Popen | None = None
-        self._sent: dict[str, Any] = {}
 
     def start(self) -> None:
-        """Start the child now (it starts on first use otherwise)."""
-        self._pipe()
-
-    def _pipe(self) -> BinaryIO:
+        """Start the child if it is not running yet (every call below does)."""
         if self.proc is None:
             package = str(Path(__file__).resolve().parent.parent)
             self.proc = subprocess.Popen(
@@ -60,7 +57,6 @@ class WriterProcess:
                 close_fds=True,
             )
             self._send(("setup", self.tracking_uri, self.experiment, str(self.spool)))
-        return self.proc.stdin
 
     def _send(self, message: tuple) -> None:
         pipe = self.proc.stdin
@@ -74,7 +70,7 @@ class WriterProcess:
         """Connect to the store and create the invocation's run (the child imports MLflow,
         this process does not); ``{"uri", "experiment", "experiment_id", "parent"}``, or
         ``{"error": one line}`` if the store is unusable."""
-        self._pipe()
+        self.start()
         self._send(("open", request))
         try:
             return pickle.load(self.proc.stdout)
@@ -83,12 +79,12 @@ class WriterProcess:
             return {"error": f"the writer process ended (status {code}) before opening the run"}
 
     def settings(self, **values: Any) -> None:
-        """Pass ``values`` (``current``, ``uri``, ``lanes``) to the child's writer."""
-        self._pipe()
+        """Pass ``values`` (``current``, ``lanes``) to the child's writer."""
+        self.start()
         self._send(("set", values))
 
     def put(self, *item: Any, entry: bool = False) -> None:
-        self._pipe()
+        self.start()
         self._send(("put", item, entry))
 
     def drain(self, timeout: float, uri: str | None) -> None:
@@ -122,7 +118,7 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Snakemake handles Ctrl-C, then closes
     _die_with_parent()
     from .writer import Writer  # no MLflow: that is imported once, below
@@ -143,33 +139,32 @@ def main(argv: list[str] | None = None) -> None:
     os.dup2(devnull, 1)
     pipe = sys.stdin.buffer
     _, tracking_uri, experiment, spool_dir = pickle.load(pipe)
-    state: dict[str, Any] = {"uri": None}
-    client: list = []
+    session: dict[str, Any] = {}  # uri, experiment name; client and experiment id once made
 
     def connect():
+        """The store's client, made once (by ``open_parent``, or by the writer's first item
+        when an invocation without jobs replays the spool)."""
         from . import store
 
-        if not client:
-            uri = state["uri"] or store.resolve_uri(tracking_uri)
-            client.append(store.connect(uri, store.experiment_name(experiment))[0])
-        return client[0]
+        if "client" not in session:
+            session["uri"] = store.resolve_uri(tracking_uri)
+            session["experiment"] = store.experiment_name(experiment)
+            connected = store.connect(session["uri"], session["experiment"])
+            session["client"], session["experiment_id"] = connected
+        return session["client"]
 
     def open_parent(request: dict[str, Any]) -> dict[str, Any]:
         ready.wait()
         from . import invocation, store
 
-        uri = store.resolve_uri(tracking_uri)
-        name = store.experiment_name(experiment)
         try:
-            connected, experiment_id = store.connect(uri, name)
-            parent = invocation.start(connected, experiment_id, **request)
+            parent = invocation.start(connect(), session["experiment_id"], **request)
         except store.StoreError as exc:
             return {"error": str(exc)}
         except store.STORE_ERRORS as exc:
-            return {"error": str(store.error(exc, uri))}
-        state["uri"] = uri
-        client[:] = [connected]  # the writer's lanes use it
-        return {"uri": uri, "experiment": name, "experiment_id": experiment_id, "parent": parent}
+            return {"error": str(store.error(exc, session["uri"]))}
+        keys = ("uri", "experiment", "experiment_id")
+        return {k: session[k] for k in keys} | {"parent": parent}
 
     writer = Writer(connect, Path(spool_dir), ready=ready)
     timeout, uri = 120.0, None

@@ -118,8 +118,6 @@ class Events:
         cluster_id_tag: str | None = None,
     ):
         self.cluster_id_tag = cluster_id_tag or CLUSTER_ID_TAG
-        self.tracking_uri = tracking_uri
-        self.experiment = experiment
         self.drain_timeout = drain_timeout
         self.dryrun = dryrun
         self.spool = spool.SPOOL_DIR.resolve()
@@ -133,7 +131,6 @@ class Events:
         self.experiment_id: str | None = None
         self.uri: str | None = None
         self.commit: str | None = None
-        self.client = None
         self.closed = False
         self.writer = WriterProcess(tracking_uri, experiment, self.spool)
         self.host = socket.gethostname()
