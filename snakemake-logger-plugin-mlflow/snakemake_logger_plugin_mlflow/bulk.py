@@ -30,6 +30,8 @@ from mlflow.utils.uri import append_to_uri_path
 from mlflow.utils.validation import _validate_batch_log_data
 from sqlalchemy import insert, update
 
+from .channel import USER_TAG
+
 
 def sqlite_store(client) -> SqlAlchemyStore | None:
     """The client's store if it is MLflow's SQLAlchemy store on SQLite, else None."""
@@ -95,7 +97,7 @@ class Bulk:
                 "source_type": SourceType.to_string(SourceType.UNKNOWN),
                 "source_name": "",
                 "entry_point_name": "",
-                "user_id": tags.get("mlflow.user", "unknown"),
+                "user_id": tags.get(USER_TAG, "unknown"),
                 "status": RunStatus.to_string(RunStatus.RUNNING),
                 "start_time": start_ms,
                 "end_time": None,

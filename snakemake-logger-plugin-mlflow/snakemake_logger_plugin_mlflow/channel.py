@@ -69,6 +69,11 @@ WARNINGS_TAG = "snakemake.record_warnings"  # record lines or values MLflow coul
 RENAMED_TAG = "snakemake.renamed_keys"  # JSON {logged key: original} for keys MLflow rejects
 LOGGER_METRIC = "mlflow_logger."  # + job_runs, writer_[cpu_]seconds: on the invocation's run
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own
+RUN_NAME_TAG = "mlflow.runName"  # MLflow's own
+USER_TAG = "mlflow.user"  # MLflow's own
+# on the experiment: the MLflow UI opens it in the model-training view, not the GenAI one
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # MLflow's own
+EXPERIMENT_KIND = "custom_model_development"
 MESSAGE_PREFIX = "mlflow logger"  # what the plugin's messages start with
 
 # MLflow's HTTP client retries a failing tracking server (connection errors, 5xx) with

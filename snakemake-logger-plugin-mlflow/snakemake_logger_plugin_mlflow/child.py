@@ -5,9 +5,10 @@ small jobs that thread is what limits the pace; a writer thread in the same proc
 its GIL, so every millisecond the writer spends translating, validating and committing is
 taken from the scheduler. The snakemake process therefore only writes each job's entry to
 the spool (before anything is sent) and passes small work items down a pipe to this child,
-which checks the store and makes the invocation's run (snakemake waits for its reply), then
-runs the :class:`~.writer.Writer` (its lanes, its retries, its drain) on the other core. The
-snakemake process never imports MLflow.
+which runs the :class:`~.writer.Writer` (its lanes, its retries, its drain) on the other
+core; unless the invocation's run was written straight into a SQLite store
+(:mod:`.direct`), the child first checks the store and makes it (snakemake waits for its
+reply). The snakemake process never imports MLflow.
 
 Failure behaviour is the thread's: the child ignores Ctrl-C (Snakemake handles it and then
 closes the pipe, so the child drains); it dies with the snakemake process (``kill -9`` of
@@ -144,11 +145,11 @@ def main() -> None:
     def connect():
         """The store's client, made once (by ``open_parent``, or by the writer's first item
         when an invocation without jobs replays the spool)."""
-        from . import store
+        from . import direct, store
 
         if "client" not in session:
-            session["uri"] = store.resolve_uri(tracking_uri)
-            session["experiment"] = store.experiment_name(experiment)
+            session["uri"] = direct.resolve_uri(tracking_uri)
+            session["experiment"] = direct.experiment_name(experiment)
             connected = store.connect(session["uri"], session["experiment"])
             session["client"], session["experiment_id"] = connected
         return session["client"]

@@ -2,12 +2,13 @@
 
 Events arrive through :meth:`Events.on_event`, synchronously, in the thread that logs them
 (Snakemake's main thread), so that what must happen before a job starts does: the store
-check and the parent run (``run_info``, before any job; done by the writer process, which
-this one waits for), removing a job's stale record
-(``job_info``, before the job is spawned), and, when a job ends, the digests of its outputs
-(before ``temp()`` deletes them) and its entry in the spool (before anything is sent).
-Everything that talks to the store runs in the writer's own process (:mod:`.child`): the
-snakemake process never imports MLflow (about 1 s of CPU, and its finalization at exit).
+check and the parent run (``run_info``, before any job: written straight into a SQLite
+store by :mod:`.direct`, else made by the writer process, which this one waits for),
+removing a job's stale record (``job_info``, before the job is spawned), and, when a job
+ends, the digests of its outputs (before ``temp()`` deletes them) and its entry in the spool
+(before anything is sent). Everything else that talks to the store runs in the writer's own
+process (:mod:`.child`): the snakemake process never imports MLflow (about 1 s of CPU, and
+its finalization at exit).
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import spool
+from . import direct, spool
 from .channel import (
     EXPERIMENT_ENV,
+    EXPERIMENT_KIND,
+    EXPERIMENT_KIND_TAG,
     HTTP_RETRY_DEFAULTS,
     MESSAGE_PREFIX,
     PARENT_RUN_ENV,
@@ -132,6 +135,7 @@ class Events:
         self.uri: str | None = None
         self.commit: str | None = None
         self.closed = False
+        self.tracking_uri, self.experiment_name = tracking_uri, experiment
         self.writer = WriterProcess(tracking_uri, experiment, self.spool)
         self.host = socket.gethostname()
         self.handlers = {
@@ -173,8 +177,8 @@ class Events:
             self.writer.put("replay")
 
     def run_info(self, record) -> None:
-        """Check the store and open the parent run (both in the writer process), before any
-        job; exit 1 if the store is unusable."""
+        """Check the store and open the parent run (directly in SQLite, else in the writer
+        process), before any job; exit 1 if the store is unusable."""
         stats = getattr(record, "stats", {}) or {}
         if self.parent is not None or not int(stats.get("total", 0) or 0):
             return  # logged again by a dry run's end, or an empty DAG: no run
@@ -192,16 +196,25 @@ class Events:
                 {job.rule.name for job in jobs}
                 | {str(f) for job in jobs for f in (job.output or job.input)}
             )
-        opened = self.writer.open_parent(
+        tags = direct.parent_tags(
             snakefile=snakefile,
             commit=self.commit,
             targets=targets,
             jobs=int(stats.get("total", 0)),
             command=str(self.header.get("cmd") or ""),
-            pid=os.getpid(),
         )
-        if "error" in opened:
-            fatal(opened["error"])
+        name = direct.run_name()
+        uri = direct.resolve_uri(self.tracking_uri)
+        experiment = direct.experiment_name(self.experiment_name)
+        kind = (EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        made = direct.open_parent(uri, experiment, tags=tags, run_name=name, kind=kind)
+        if made is not None:  # a SQLite store: no wait for MLflow's import
+            opened = {"uri": uri, "experiment": experiment, "experiment_id": made[0]}
+            opened["parent"] = made[1]
+        else:  # the writer process checks the store and makes the run through MLflow
+            opened = self.writer.open_parent(tags=tags, run_name=name)
+            if "error" in opened:
+                fatal(opened["error"])
         self.uri, self.parent = opened["uri"], opened["parent"]
         self.experiment_id = opened["experiment_id"]
         for key, value in HTTP_RETRY_DEFAULTS.items():  # for jobs of one's own that use MLflow

@@ -6,21 +6,17 @@ Imports MLflow (through :mod:`.store`); used by the snakemake process only.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sys
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from .channel import (
-    COMMAND_TAG,
     HOST_TAG,
-    JOBS_TAG,
     KILLED_TAG,
     KIND_TAG,
     LOGGER_METRIC,
@@ -29,55 +25,19 @@ from .channel import (
     PID_START_TAG,
     PID_TAG,
     RENAMED_TAG,
-    TARGETS_TAG,
 )
-from .store import terminate, user
-from .values import BATCH_PARAMS_TAGS, MAX_TAG, fit_keys, flatten_params, redact, redact_values
-
-
-def _process_start(pid: int) -> str | None:
-    """Start time (clock ticks since boot) of process ``pid``, or None if it does not exist."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def source_tags(source: str, commit: str | None) -> dict[str, str]:
-    """The tags MLflow's run context providers would set, for what really runs."""
-    tags = {"mlflow.user": user(), "mlflow.source.name": source, "mlflow.source.type": "LOCAL"}
-    if commit:
-        tags["mlflow.source.git.commit"] = commit
-    return tags
+from .direct import process_start
+from .store import terminate
+from .values import BATCH_PARAMS_TAGS, MAX_TAG, fit_keys, flatten_params, redact_values
 
 
 def start(
-    client: MlflowClient,
-    experiment_id: str,
-    *,
-    snakefile: str,
-    commit: str | None,
-    targets: list[str],
-    jobs: int,
-    command: str,
-    pid: int | None = None,
+    client: MlflowClient, experiment_id: str, *, tags: Mapping[str, str], run_name: str
 ) -> str:
-    """Create the parent run of this invocation (RUNNING) and return its id: one store call,
-    so that it holds the first job back as little as it can (the config follows later)."""
-    tags = {
-        KIND_TAG: "invocation",
-        TARGETS_TAG: " ".join(targets)[:MAX_TAG],
-        JOBS_TAG: str(jobs),
-        HOST_TAG: socket.gethostname(),
-        PID_TAG: str(pid or os.getpid()),
-        PID_START_TAG: _process_start(pid or os.getpid()) or "",
-        COMMAND_TAG: redact(command)[:MAX_TAG],
-    } | source_tags(snakefile, commit)
-    run = client.create_run(
-        experiment_id, run_name=f"snakemake {time.strftime('%Y-%m-%d %H:%M:%S')}", tags=tags
-    )
-    return run.info.run_id
+    """Create the parent run of this invocation (RUNNING; ``tags`` from
+    :func:`.direct.parent_tags`) and return its id: one store call, so that it holds the
+    first job back as little as it can (the config follows later)."""
+    return client.create_run(experiment_id, run_name=run_name, tags=dict(tags)).info.run_id
 
 
 def log_config(client: MlflowClient, run_id: str, config: Mapping[str, Any]) -> None:
@@ -130,7 +90,7 @@ def _alive(tags: Mapping[str, str]) -> bool:
     """Whether the snakemake process of an invocation still runs (unknown on other hosts)."""
     if tags.get(HOST_TAG) != socket.gethostname() or not tags.get(PID_TAG):
         return True
-    started = _process_start(int(tags[PID_TAG]))
+    started = process_start(int(tags[PID_TAG]))
     return started is not None and started == tags.get(PID_START_TAG, started)
 
 

@@ -38,7 +38,7 @@ from mlflow.utils.file_utils import local_file_uri_to_path
 from .bulk import Batch, Bulk, sqlite_store, valid
 from .channel import JOB_KEY_TAG, MODEL_ID_TAG, MODEL_PATH_TAG, MODEL_UUID_TAG
 from .digest import sha256_path
-from .invocation import source_tags
+from .direct import source_tags
 from .store import refused, terminate
 from .translate import (
     Plan,

@@ -1,33 +1,27 @@
 """The tracking store: where it is, whether it answers, and values fit to be logged.
 
-Imports MLflow; the plugin imports this module only once jobs are about to run.
+Imports MLflow; the writer process imports it (the standard-library side is :mod:`.direct`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import getpass
+import json
 import os
 import re
-import shutil
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 from requests.exceptions import RequestException
 
+from . import direct
 from .channel import (
-    CACHE_ENV,
-    DEFAULT_EXPERIMENT,
-    DEFAULT_TRACKING_URI,
-    EXPERIMENT_ENV,
+    EXPERIMENT_KIND,
+    EXPERIMENT_KIND_TAG,
     HTTP_RETRY_DEFAULTS,
-    TRACKING_URI_ENV,
 )
 from .values import redact
 
@@ -41,36 +35,11 @@ _REFUSED = {
     "MALFORMED_REQUEST",
 }
 
-EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
-EXPERIMENT_KIND = "custom_model_development"
 STORE_ERRORS = (MlflowException, OSError, RequestException)
 
 
 class StoreError(Exception):
     """The tracking store cannot be used; the message is one line naming it and why."""
-
-
-def resolve_uri(uri: str | None, workdir: str | os.PathLike[str] = ".") -> str:
-    """``uri`` (or MLFLOW_TRACKING_URI, or SQLite in the working directory), with a relative
-    SQLite path made absolute so that every process opens the same database."""
-    uri = uri or os.environ.get(TRACKING_URI_ENV) or DEFAULT_TRACKING_URI
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        rel = uri[len(prefix) :]
-        if rel and rel != ":memory:" and not rel.startswith("file:"):
-            uri = prefix + str(Path(workdir).resolve() / rel)
-    return uri
-
-
-def experiment_name(name: str | None = None) -> str:
-    return name or os.environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT
-
-
-def user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no name for this uid (e.g. in a container)
-        return str(os.getuid())
 
 
 def refused(exc: BaseException) -> bool:
@@ -112,79 +81,78 @@ def error(exc: BaseException, uri: str) -> StoreError:
     return StoreError(f"MLflow tracking store {redact(uri)} is not usable: {reason[:300]}")
 
 
-@contextmanager
-def _sqlite_lock(uri: str) -> Iterator[None]:
-    """Serialise the creation of a fresh SQLite store between concurrent invocations.
-
-    MLflow creates and migrates a fresh SQLite database on first use; two processes doing
-    that at once corrupt it. Only snakemake processes write now, but two invocations may
-    start together in one directory.
-    """
-    if not uri.startswith("sqlite:///") or uri.startswith("sqlite:///file:"):
-        yield
-        return
-    db = Path(uri[len("sqlite:///") :])
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_name(db.name + ".lock"), "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def _rows(db: Path, run_id: str) -> dict[str, list]:
+    """Every table of a SQLite store, its rows sorted, with times and ``run_id`` blanked."""
+    out = {}
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            cursor = con.execute(f'SELECT * FROM "{table}"')
+            names = [d[0] for d in cursor.description]
+            rows = [
+                tuple(
+                    None if n.endswith("_time") else str(v).replace(run_id, "<run>")
+                    for n, v in zip(names, row)
+                )
+                for row in cursor
+            ]
+            out[table] = sorted(rows, key=repr)
+    return out
 
 
-def _sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///<absolute path>`` URI, else None."""
-    prefix = "sqlite:///"
-    if not uri.startswith(prefix + "/") or "?" in uri:
-        return None
-    return Path(uri[len(prefix) :])
+def direct_matches(empty: Path, workdir: Path) -> bool:
+    """Whether :func:`.direct.open_parent` writes, from ``empty``, exactly what MLflow writes
+    in a database it makes itself (every table compared): the same experiment, tags and run."""
+    tags = direct.parent_tags(
+        snakefile="Snakefile", commit="0" * 40, targets=["all"], jobs=1, command=""
+    )
+    kind = (EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    made, written = workdir / "made.db", workdir / "direct.db"
+    client = MlflowClient(f"sqlite:///{made}")
+    experiment_id = client.create_experiment("probe")
+    client.set_experiment_tag(experiment_id, *kind)
+    run = client.create_run(experiment_id, run_name="probe run", tags=tags)
+    known = {"revision": direct.revision(made), "direct": True, "empty": str(empty)}
+    opened = direct.open_parent(
+        f"sqlite:///{written}", "probe", tags=tags, run_name="probe run", kind=kind, known=known
+    )
+    if opened is None or opened[0] != experiment_id:
+        return False
+    return _rows(made, run.info.run_id) == _rows(written, opened[1])
 
 
-def _empty_store() -> Path:
-    """An empty, migrated SQLite store of this MLflow version, made once per user."""
+def empty_store() -> Path:
+    """An empty, migrated SQLite store of this MLflow version, made once per user, with what
+    is known of it beside it (:func:`.direct.facts`: its revision, and whether the plugin may
+    write the invocation's run into a store of that revision itself)."""
+    import tempfile
+
     import mlflow
 
-    root = os.environ.get(CACHE_ENV) or Path(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "snakemake-logger-plugin-mlflow"
-    )
-    empty = Path(root) / f"empty-mlflow-{mlflow.__version__}.db"
-    if not empty.exists():
+    empty = direct.empty_store_path(mlflow.__version__)
+    if not empty.exists() or not direct.facts(mlflow.__version__):
         empty.parent.mkdir(parents=True, exist_ok=True)
-        tmp = empty.with_name(f".{empty.name}.{os.getpid()}.partial")
-        tmp.unlink(missing_ok=True)
-        MlflowClient(f"sqlite:///{tmp}").search_experiments()  # MLflow's own migrations
-        os.replace(tmp, empty)
+        with tempfile.TemporaryDirectory(dir=empty.parent, prefix=".making-") as tmp:
+            made = Path(tmp, empty.name)
+            MlflowClient(f"sqlite:///{made}").search_experiments()  # MLflow's own migrations
+            facts = {"revision": direct.revision(made), "mlflow": mlflow.__version__}
+            facts["direct"] = direct_matches(made, Path(tmp))
+            os.replace(made, empty)
+            fact_file = Path(tmp, "facts.json")
+            fact_file.write_text(json.dumps(facts))
+            os.replace(fact_file, direct.facts_path(empty))
     return empty
 
 
-def _fresh_sqlite(uri: str) -> bool:
-    """Make the missing SQLite database of ``uri`` as a copy of the empty store; True if
-    made. MLflow creates a new database through every one of its schema migrations (1-2 s;
-    an existing one opens in well under 1 s), so that is done once per MLflow version."""
-    db = _sqlite_path(uri)
+def _fresh_sqlite(uri: str) -> None:
+    """Make the missing SQLite database of ``uri`` as a copy of the empty store. MLflow
+    makes a new database through every one of its schema migrations (1-2 s; an existing
+    one opens in well under 1 s), so that is done once per MLflow version."""
+    db = direct.sqlite_path(uri)
     if db is None or db.exists():
-        return False
-    try:
-        empty = _empty_store()
-        db.parent.mkdir(parents=True, exist_ok=True)
-        tmp = db.with_name(f".{db.name}.{os.getpid()}.partial")
-        shutil.copyfile(empty, tmp)
-        os.replace(tmp, db)
-    except (OSError, MlflowException, sqlite3.Error):
-        return False  # MLflow makes it, the slow way
-    return True
-
-
-def _default_experiment_here(client: MlflowClient, uri: str) -> None:
-    """Give the copied store's Default experiment the artifact location MLflow gives it in
-    this store (the empty one was made elsewhere)."""
-    store = client._tracking_client.store
-    location = store._get_artifact_location(0)
-    with contextlib.closing(sqlite3.connect(str(_sqlite_path(uri)))) as con, con:
-        con.execute(
-            "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0", (location,)
-        )
+        return
+    with contextlib.suppress(OSError, MlflowException, sqlite3.Error):
+        direct.copy_empty(empty_store(), db)  # else MLflow makes it, the slow way
 
 
 def connect(uri: str, name: str) -> tuple[MlflowClient, str]:
@@ -196,11 +164,9 @@ def connect(uri: str, name: str) -> tuple[MlflowClient, str]:
     for key, value in HTTP_RETRY_DEFAULTS.items():
         os.environ.setdefault(key, value)
     try:
-        with _sqlite_lock(uri):
-            copied = _fresh_sqlite(uri)
+        with direct.sqlite_lock(uri):
+            _fresh_sqlite(uri)
             client = MlflowClient(uri)
-            if copied:
-                _default_experiment_here(client, uri)
             experiment = client.get_experiment_by_name(name)
             if experiment is None:
                 try:

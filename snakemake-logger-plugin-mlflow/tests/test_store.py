@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import pytest
-from snakemake_logger_plugin_mlflow import channel, store
+from snakemake_logger_plugin_mlflow import channel, direct, store
 
 URI = "sqlite:///file:/w/mlflow.db?mode=ro&uri=true"
 
@@ -42,7 +46,7 @@ def test_a_fresh_sqlite_store_is_the_one_mlflow_makes(tmp_path, monkeypatch):
     monkeypatch.chdir(here)
     made = f"sqlite:///{here / 'made.db'}"
     MlflowClient(made).search_experiments()  # by MLflow itself
-    copied = store.resolve_uri("sqlite:///copied.db")
+    copied = direct.resolve_uri("sqlite:///copied.db")
     client, experiment_id = store.connect(copied, "plain")
     assert list((tmp_path / "cache").glob("empty-mlflow-*.db"))  # the empty store, kept
 
@@ -64,5 +68,101 @@ def test_a_fresh_sqlite_store_is_the_one_mlflow_makes(tmp_path, monkeypatch):
     # a second fresh store comes from the same empty one, made once
     (empty,) = (tmp_path / "cache").glob("empty-mlflow-*.db")
     stamp = empty.stat().st_mtime_ns
-    store.connect(store.resolve_uri("sqlite:///other.db"), "plain")
+    store.connect(direct.resolve_uri("sqlite:///other.db"), "plain")
     assert empty.stat().st_mtime_ns == stamp
+
+
+@pytest.fixture
+def empty(tmp_path_factory, monkeypatch):
+    """The empty store of this MLflow version, made (and checked) in a cache of this test."""
+    monkeypatch.setenv(channel.CACHE_ENV, str(tmp_path_factory.mktemp("cache")))
+    return store.empty_store()
+
+
+KIND = (channel.EXPERIMENT_KIND_TAG, channel.EXPERIMENT_KIND)
+
+
+def test_the_invocation_run_is_written_directly_only_as_mlflow_writes_it(
+    empty, tmp_path, monkeypatch
+):
+    """Where the plugin writes the invocation's run into SQLite itself (so that the first
+    job does not wait for MLflow's import), it writes what MLflow writes: checked once per
+    MLflow version, every table of the two databases compared."""
+    monkeypatch.chdir(tmp_path)
+    assert direct.facts()["direct"] is True
+    assert direct.facts()["revision"] == direct.revision(empty)
+    (tmp_path / "ok").mkdir()
+    assert store.direct_matches(empty, tmp_path / "ok")
+    # the comparison sees a difference: another artifact location for the new experiment
+    monkeypatch.setattr(direct, "artifact_root", lambda: str(tmp_path / "elsewhere"))
+    (tmp_path / "off").mkdir()
+    assert not store.direct_matches(empty, tmp_path / "off")
+
+
+def test_a_run_written_directly_reads_back_through_mlflow(empty, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    uri = direct.resolve_uri("sqlite:///mlflow.db")
+    tags = direct.parent_tags(
+        snakefile="Snakefile", commit=None, targets=["a"], jobs=2, command="x"
+    )
+    experiment_id, run_id = direct.open_parent(uri, "wf", tags=tags, run_name="r", kind=KIND)
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "RUNNING" and run.info.run_name == "r"
+    assert run.info.experiment_id == experiment_id
+    assert run.data.tags[channel.JOBS_TAG] == "2" and run.data.tags[channel.USER_TAG]
+    assert run.info.artifact_uri == f"{tmp_path}/mlruns/{experiment_id}/{run_id}/artifacts"
+    experiment = client.get_experiment_by_name("wf")
+    assert experiment.tags[channel.EXPERIMENT_KIND_TAG] == channel.EXPERIMENT_KIND
+    # the same experiment next time; the writer's client logs to the run and ends it
+    again = direct.open_parent(uri, "wf", tags=tags, run_name="r2", kind=KIND)
+    assert again[0] == experiment_id
+    client.log_metric(run_id, "m", 1.0)
+    client.set_terminated(run_id)
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert client.get_experiment("0").artifact_location == f"{tmp_path}/mlruns/0"
+
+
+def test_anything_but_a_store_of_this_revision_goes_through_mlflow(empty, tmp_path, monkeypatch):
+    """Another schema revision, a deleted experiment, a read-only or broken file, another
+    store: nothing is written, and MLflow (with its own checks and messages) makes the run."""
+    import sqlite3
+
+    monkeypatch.chdir(tmp_path)
+    tags = direct.parent_tags(snakefile="S", commit=None, targets=[], jobs=1, command="")
+
+    def opened(path: Path, experiment="wf"):
+        uri = direct.resolve_uri(f"sqlite:///{path}")
+        return direct.open_parent(uri, experiment, tags=tags, run_name="r", kind=KIND)
+
+    def runs(path: Path) -> int:
+        with sqlite3.connect(path) as con:
+            return con.execute("SELECT count(*) FROM runs").fetchone()[0]
+
+    older = tmp_path / "older.db"
+    shutil.copyfile(empty, older)
+    with sqlite3.connect(older) as con:
+        con.execute("UPDATE alembic_version SET version_num = 'an0ther'")
+    assert opened(older) is None and runs(older) == 0
+
+    deleted = tmp_path / "deleted.db"
+    assert opened(deleted) is not None
+    with sqlite3.connect(deleted) as con:
+        con.execute("UPDATE experiments SET lifecycle_stage = 'deleted' WHERE name = 'wf'")
+    assert opened(deleted) is None and runs(deleted) == 1
+
+    readonly = tmp_path / "readonly.db"
+    shutil.copyfile(empty, readonly)
+    readonly.chmod(0o444)
+    if os.access(readonly, os.W_OK):  # root writes anyway: make it unopenable instead
+        readonly.write_text("not a database")
+    assert opened(readonly) is None
+
+    assert (
+        direct.open_parent("http://127.0.0.1:9/", "wf", tags=tags, run_name="r", kind=KIND) is None
+    )
+    monkeypatch.setenv("MLFLOW_ENABLE_WORKSPACES", "true")
+    assert opened(tmp_path / "workspaces.db") is None
+    assert not (tmp_path / "workspaces.db").exists()

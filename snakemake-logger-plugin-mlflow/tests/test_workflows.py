@@ -171,8 +171,9 @@ def test_a_jobs_own_mlflow_run_nests_under_the_invocation(tmp_path):
     assert mine.info.experiment_id == parent.info.experiment_id
 
 
-def test_logging_an_entry_twice_makes_one_run(tmp_path):
+def test_logging_an_entry_twice_makes_one_run(tmp_path, monkeypatch):
     """The replay of a job's spool entry (after a crash or a store outage) is idempotent."""
+    monkeypatch.chdir(tmp_path)  # the store's artifacts go to ./mlruns
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     experiment_id = client.create_experiment("replay")
