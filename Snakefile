@@ -250,7 +250,3 @@ rule predict:
         target=sf.setting(DATASETS, "target"),
     script:
         "scripts/predict.py"
-
-
-onstart:
-    sf.check_estimators(config)

@@ -48,6 +48,18 @@ class LogHandlerSettings(LogHandlerSettingsBase):
     )
 
 
+def job_process(argv: list[str]) -> bool:
+    """Whether this snakemake process runs jobs for another one (``--mode subprocess`` or
+    ``remote``, as executors start it): it logs no run_info, so it makes no run."""
+    for i, arg in enumerate(argv):
+        mode = arg.split("=", 1)[1] if arg.startswith("--mode=") else None
+        if arg == "--mode" and i + 1 < len(argv):
+            mode = argv[i + 1]
+        if mode in ("subprocess", "remote"):
+            return True
+    return False
+
+
 class _Events(logging.Filter):
     """Hands every record to the event handlers, synchronously, in the thread that logs it.
 
@@ -81,6 +93,8 @@ class LogHandler(LogHandlerBase):
             cluster_id_tag=getattr(settings, "cluster_id_tag", None),
             dryrun=bool(getattr(self.common_settings, "dryrun", False)),
         )
+        if not self.events.dryrun and not job_process(sys.argv):
+            self.events.writer.spawn()  # its import of MLflow overlaps Snakemake's start-up
         from snakemake.logging import logger
 
         self._logger = logger

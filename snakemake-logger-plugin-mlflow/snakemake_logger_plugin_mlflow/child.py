@@ -39,25 +39,43 @@ _BOOT = (
 
 
 class WriterProcess:
-    """The :class:`~.writer.Writer`'s interface, in a child process started on first use."""
+    """The :class:`~.writer.Writer`'s interface, in a child process.
+
+    :meth:`spawn` starts the process, which begins importing MLflow at once; :meth:`start`
+    (which every call below makes) spawns it if need be and tells it where to work: the
+    working directory, the environment, the store, the spool. Spawned as Snakemake starts
+    (before it parses the Snakefile and changes to the workflow's directory), the child's
+    import overlaps Snakemake's own start-up; a child never told where to work (a no-op)
+    exits when the pipe closes.
+    """
 
     def __init__(self, tracking_uri: str | None, experiment: str | None, spool_dir: Path):
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.spool = spool_dir
         self.proc: subprocess.Popen | None = None
+        self.working = False  # told where to work
 
-    def start(self) -> None:
-        """Start the child if it is not running yet (every call below does)."""
+    def spawn(self) -> None:
+        """Start the child process if it is not running yet."""
         if self.proc is None:
             package = str(Path(__file__).resolve().parent.parent)
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, package],
+                # -P: no import from the working directory, whatever it holds
+                [sys.executable, "-P", "-c", _BOOT, package],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,  # its replies (what it prints goes to /dev/null)
                 close_fds=True,
             )
-            self._send(("setup", self.tracking_uri, self.experiment, str(self.spool)))
+
+    def start(self) -> None:
+        """Spawn the child if need be and tell it where to work (once)."""
+        self.spawn()
+        if not self.working:
+            self.working = True
+            where = (str(self.spool), os.getcwd(), dict(os.environ))
+            setup = (self.tracking_uri, self.experiment, *where)
+            self._send(("setup", *setup))
 
     def _send(self, message: tuple) -> None:
         pipe = self.proc.stdin
@@ -92,7 +110,8 @@ class WriterProcess:
         """Close the pipe and wait while the child logs what is queued."""
         if self.proc is None:
             return
-        self._send(("drain", timeout, uri))
+        if self.working:
+            self._send(("drain", timeout, uri))
         with contextlib.suppress(OSError):
             self.proc.stdin.close()
         code = self.proc.wait()
@@ -139,7 +158,15 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     pipe = sys.stdin.buffer
-    _, tracking_uri, experiment, spool_dir = pickle.load(pipe)
+    try:
+        _, tracking_uri, experiment, spool_dir, cwd, environ = pickle.load(pipe)
+    except (EOFError, pickle.UnpicklingError, OSError):  # nothing to do (a no-op)
+        os._exit(0)
+    # snakemake's, now: it changes to the workflow's directory after spawning this, and a
+    # Snakefile may set MLflow's variables (MLFLOW_EXPERIMENT_NAME, credentials) as it is parsed
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(environ)
     session: dict[str, Any] = {}  # uri, experiment name; client and experiment id once made
 
     def connect():

@@ -111,3 +111,72 @@ def test_ctrl_c_ends_the_runs_and_the_writer_drains(plain):
     assert jobs["held"].info.status in held, (proc.returncode, err[-3000:])
     assert all(p.info.status != "RUNNING" for p in wf.parents())
     assert not list((wf.path / ".snakemake/mlflow/pending").glob("*"))
+
+
+def test_the_writer_works_in_the_workflows_directory(plain, tmp_path):
+    """The writer process starts as Snakemake does, before Snakemake changes to the
+    workflow's directory (``--directory``): a relative SQLite URI and the artifacts are
+    still the workflow directory's, one store, every run there."""
+    wf = plain(HELD.replace("sleep 20", "true"))
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    env = wf.env | {"MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"}
+    done = subprocess.run(
+        [
+            SNAKEMAKE,
+            "--logger",
+            "mlflow",
+            "--cores",
+            "2",
+            "-s",
+            str(wf.path / "Snakefile"),
+            "-d",
+            str(wf.path),
+            "held.txt",
+        ],
+        cwd=outside,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert list(outside.iterdir()) == []
+    (parent,) = wf.parents()
+    jobs = wf.jobs()
+    assert parent.info.status == "FINISHED" and len(jobs) == 2
+    assert {r.info.status for r in jobs} == {"FINISHED"}
+    for run in jobs:
+        assert run.info.artifact_uri.startswith(f"{wf.path}/mlruns/")
+        assert [a.path for a in wf.client().list_artifacts(run.info.run_id, "logs")]
+
+
+@pytest.mark.parametrize(
+    ("argv", "job"),
+    [
+        (["snakemake", "--cores", "2"], False),
+        (["snakemake", "--mode", "remote", "--target-jobs", "a:"], True),
+        (["python", "-m", "snakemake", "--mode=subprocess"], True),
+        (["snakemake", "--mode", "default"], False),
+    ],
+)
+def test_snakemakes_own_job_processes_start_no_writer(argv, job):
+    from snakemake_logger_plugin_mlflow import job_process
+
+    assert job_process(argv) is job
+
+
+def test_what_the_snakefile_sets_in_the_environment_reaches_the_writer(plain):
+    """The writer process starts before the Snakefile is parsed; a Snakefile that sets
+    MLflow's variables as it is parsed (here the experiment) still has every run there."""
+    sets = 'import os\nos.environ["MLFLOW_EXPERIMENT_NAME"] = "set-by-snakefile"\n'
+    wf = plain(sets + HELD.replace("sleep 20", "true"))
+    del wf.env["MLFLOW_EXPERIMENT_NAME"]
+    done = wf.snakemake("held.txt")
+    assert done.returncode == 0, done.stderr
+    client = wf.client()
+    assert sorted(e.name for e in client.search_experiments()) == ["Default", "set-by-snakefile"]
+    runs = wf.runs()
+    assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
+    (experiment,) = {r.info.experiment_id for r in runs}
+    assert client.get_experiment(experiment).name == "set-by-snakefile"
