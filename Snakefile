@@ -250,3 +250,7 @@ rule predict:
         target=sf.setting(DATASETS, "target"),
     script:
         "scripts/predict.py"
+
+
+onstart:
+    sf.check_estimators(config, workflow)

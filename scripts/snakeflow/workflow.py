@@ -464,6 +464,54 @@ def check_grids(config: dict) -> None:
             )
 
 
+DATA_RULES = frozenset({"download", "clean", "split"})  # rules whose jobs use no model
+
+
+def models_may_run(workflow) -> bool:
+    """Whether this invocation may run a job that uses ``models`` (jobs added once the clean
+    checkpoint has run are upstream of a target job, so the target jobs' rules say so)."""
+    dag = getattr(workflow, "dag", None)
+    if dag is None:
+        return True
+    rules = {job.rule.name for job in dag.targetjobs}
+    rules |= {job.rule.name for job in dag.needrun_jobs()}
+    return not rules <= DATA_RULES
+
+
+def check_estimators(config: dict, workflow=None) -> None:
+    """onstart: every model's estimator is of its ``task`` (a classifier or a regressor) and
+    takes every key of its grid. Imports the estimators (scikit-learn: about 1 s), so it runs
+    only when jobs are about to run, never at parse time, and only when a job that uses the
+    models may run (not for ``snakemake data/clean/<dataset>.csv``); an estimator that does
+    not import is reported by its own job."""
+    import importlib
+
+    if workflow is not None and not models_may_run(workflow):
+        return
+
+    try:
+        from sklearn.base import is_classifier, is_regressor
+    except ImportError:  # snakemake runs without scikit-learn (--use-conda): jobs check
+        return
+
+    for name, spec in sorted(config["models"].items()):
+        module, _, cls = spec["estimator"].rpartition(".")
+        try:
+            estimator = getattr(importlib.import_module(module), cls)()
+        except Exception:
+            continue
+        kind = "regression" if is_regressor(estimator) else "classification"
+        if not (is_classifier(estimator) or is_regressor(estimator)):
+            _stop(f"models.{name}: {spec['estimator']} is neither a classifier nor a regressor")
+        if kind != spec["task"]:
+            word = "regressor" if kind == "regression" else "classifier"
+            _stop(f"models.{name}: {spec['estimator']} is a {word}; set models.{name}.task: {kind}")
+        accepted = estimator.get_params()
+        for key in spec.get("grid") or {}:
+            if key not in accepted:
+                _stop(f"models.{name}.grid.{key}: {cls} has no parameter '{key}'")
+
+
 def _stop(message: str) -> None:
     print(f"snakeflow error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(1)

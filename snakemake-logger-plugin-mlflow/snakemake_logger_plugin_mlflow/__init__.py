@@ -48,6 +48,12 @@ class LogHandlerSettings(LogHandlerSettingsBase):
     )
 
 
+def quiet_progress(quiet) -> bool:
+    """Whether Snakemake's ``--quiet`` setting (a set of Quietness values) hides progress."""
+    names = {str(getattr(q, "name", q)).lower() for q in quiet or ()}
+    return bool(names & {"all", "progress"})
+
+
 def job_process(argv: list[str]) -> bool:
     """Whether this snakemake process runs jobs for another one (``--mode subprocess`` or
     ``remote``, as executors start it): it logs no run_info, so it makes no run."""
@@ -92,6 +98,7 @@ class LogHandler(LogHandlerBase):
             drain_timeout=float(getattr(settings, "drain_timeout", 120)),
             cluster_id_tag=getattr(settings, "cluster_id_tag", None),
             dryrun=bool(getattr(self.common_settings, "dryrun", False)),
+            quiet=quiet_progress(getattr(self.common_settings, "quiet", None)),
         )
         if not self.events.dryrun and not job_process(sys.argv):
             self.events.writer.spawn()  # its import of MLflow overlaps Snakemake's start-up

@@ -106,12 +106,12 @@ class WriterProcess:
         self.start()
         self._send(("put", item, entry))
 
-    def drain(self, timeout: float, uri: str | None) -> None:
+    def drain(self, timeout: float, uri: str | None, quiet: bool = False) -> None:
         """Close the pipe and wait while the child logs what is queued."""
         if self.proc is None:
             return
         if self.working:
-            self._send(("drain", timeout, uri))
+            self._send(("drain", timeout, uri, quiet))
         with contextlib.suppress(OSError):
             self.proc.stdin.close()
         code = self.proc.wait()
@@ -195,7 +195,7 @@ def main() -> None:
         return {k: session[k] for k in keys} | {"parent": parent}
 
     writer = Writer(connect, Path(spool_dir), ready=ready)
-    timeout, uri = 120.0, None
+    timeout, uri, quiet = 120.0, None, False
     while True:
         try:
             message = pickle.load(pipe)
@@ -213,8 +213,8 @@ def main() -> None:
             if "lanes" in values:
                 writer.use_lanes(values["lanes"])
         elif message[0] == "drain":
-            timeout, uri = message[1], message[2]
-    writer.drain(timeout, uri)
+            timeout, uri, quiet = message[1:4]
+    writer.drain(timeout, uri, quiet)
     sys.stderr.flush()
     os._exit(3 if writer.left > 0 else 0)  # no interpreter finalization: nothing is left
 

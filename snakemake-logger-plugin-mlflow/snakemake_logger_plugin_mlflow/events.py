@@ -118,11 +118,13 @@ class Events:
         experiment: str | None = None,
         drain_timeout: float = 120.0,
         dryrun: bool = False,
+        quiet: bool = False,
         cluster_id_tag: str | None = None,
     ):
         self.cluster_id_tag = cluster_id_tag or CLUSTER_ID_TAG
         self.drain_timeout = drain_timeout
         self.dryrun = dryrun
+        self.quiet = quiet  # no progress lines (Snakemake's --quiet, --quiet progress)
         self.spool = spool.SPOOL_DIR.resolve()
         self.header: dict[str, Any] = {}
         self.jobs: dict[int, dict[str, Any]] = {}  # running jobs by jobid
@@ -349,4 +351,4 @@ class Events:
             self.writer.put("end", entry, entry=True)
         from .values import redact
 
-        self.writer.drain(self.drain_timeout, redact(self.uri or ""))
+        self.writer.drain(self.drain_timeout, redact(self.uri or ""), self.quiet)

@@ -287,9 +287,10 @@ class Writer:
 
     # ------------------------------------------------------------------ the end
 
-    def drain(self, timeout: float, uri: str | None) -> None:
-        """Wait for the queues; say how much is left every few seconds; give up only after
-        ``timeout`` seconds in which nothing was logged."""
+    def drain(self, timeout: float, uri: str | None, quiet: bool = False) -> None:
+        """Wait for the queues; say how much is left every few seconds (unless ``quiet``:
+        Snakemake's ``--quiet`` or ``--quiet progress``); give up only after ``timeout``
+        seconds in which nothing was logged."""
         if not self.threads:
             return
         for q in self.queues:
@@ -303,7 +304,7 @@ class Writer:
                 last, seen = now, self.logged
             if now - last > timeout:
                 break
-            if now - said >= 5 and self.left > 0:
+            if now - said >= 5 and self.left > 0 and not quiet:
                 print(
                     f"{MESSAGE_PREFIX}: {self.left} job record(s) left to log",
                     file=sys.stderr,

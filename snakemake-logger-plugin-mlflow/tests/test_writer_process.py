@@ -180,3 +180,19 @@ def test_what_the_snakefile_sets_in_the_environment_reaches_the_writer(plain):
     assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
     (experiment,) = {r.info.experiment_id for r in runs}
     assert client.get_experiment(experiment).name == "set-by-snakefile"
+
+
+@pytest.mark.parametrize(
+    ("args", "hidden"),
+    [
+        ([], False),
+        (["--quiet"], True),
+        (["--quiet", "progress"], True),
+        (["--quiet", "rules"], False),
+    ],
+)
+def test_quiet_hides_the_drains_progress_lines_as_snakemake_hides_its_own(args, hidden):
+    from snakemake.cli import get_argument_parser
+    from snakemake_logger_plugin_mlflow import quiet_progress
+
+    assert quiet_progress(get_argument_parser().parse_args(args).quiet) is hidden
