@@ -144,6 +144,15 @@ def champion_score(
     return kind.metrics(labels, predicted, proba, classes)[metric]
 
 
+def _crown(decision: Decision, version, challenger: str, model_dir: str) -> None:
+    """Make ``version`` the champion (the challenger alias goes): promoted, from
+    ``model_dir``."""
+    registry.set_alias(decision.model_name, decision.alias, version.version)
+    registry.delete_alias(decision.model_name, challenger)
+    decision.promoted = True
+    decision.champion_dir = model_dir
+
+
 def promote(decision: Decision, model, params, test_csv: Path, model_dir: str) -> None:
     """Register the best model (saved in ``model_dir``) as challenger; make it champion if
     there is none, or if it beats the champion by ``min_delta`` on the same test split.
@@ -171,10 +180,7 @@ def promote(decision: Decision, model, params, test_csv: Path, model_dir: str) -
         decision.registered = True
     decision.version = str(version.version)
     if champion is None:
-        registry.set_alias(name, alias, version.version)
-        registry.delete_alias(name, challenger)
-        decision.promoted = True
-        decision.champion_dir = model_dir
+        _crown(decision, version, challenger, model_dir)
         decision.reason += cards.first_champion(version.version, alias)
         return
     decision.champion_version = str(champion.version)
@@ -190,10 +196,7 @@ def promote(decision: Decision, model, params, test_csv: Path, model_dir: str) -
         params.min_delta,
     )
     if better(decision.value, decision.champion_score, decision.metric, params.min_delta):
-        registry.set_alias(name, alias, version.version)
-        registry.delete_alias(name, challenger)
-        decision.promoted = True
-        decision.champion_dir = model_dir
+        _crown(decision, version, challenger, model_dir)
         decision.reason += cards.promoted(version.version, alias, compared)
     else:
         registry.set_alias(name, challenger, version.version)

@@ -137,7 +137,6 @@ class Events:
         self.uri: str | None = None
         self.commit: str | None = None
         self.closed = False
-        self.tracking_uri, self.experiment_name = tracking_uri, experiment
         self.writer = WriterProcess(tracking_uri, experiment, self.spool)
         self.host = socket.gethostname()
         self.handlers = {
@@ -206,8 +205,8 @@ class Events:
             command=str(self.header.get("cmd") or ""),
         )
         name = direct.run_name()
-        uri = direct.resolve_uri(self.tracking_uri)
-        experiment = direct.experiment_name(self.experiment_name)
+        uri = direct.resolve_uri(self.writer.tracking_uri)
+        experiment = direct.experiment_name(self.writer.experiment)
         kind = (EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         made = direct.open_parent(uri, experiment, tags=tags, run_name=name, kind=kind)
         if made is not None:  # a SQLite store: no wait for MLflow's import

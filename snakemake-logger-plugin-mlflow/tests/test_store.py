@@ -72,11 +72,13 @@ def test_a_fresh_sqlite_store_is_the_one_mlflow_makes(tmp_path, monkeypatch):
     assert empty.stat().st_mtime_ns == stamp
 
 
-@pytest.fixture
-def empty(tmp_path_factory, monkeypatch):
-    """The empty store of this MLflow version, made (and checked) in a cache of this test."""
-    monkeypatch.setenv(channel.CACHE_ENV, str(tmp_path_factory.mktemp("cache")))
-    return store.empty_store()
+@pytest.fixture(scope="module")
+def empty(tmp_path_factory):
+    """The empty store of this MLflow version, made (and checked) once, in a cache of these
+    tests (set for as long as they run)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(channel.CACHE_ENV, str(tmp_path_factory.mktemp("cache")))
+        yield store.empty_store()
 
 
 KIND = (channel.EXPERIMENT_KIND_TAG, channel.EXPERIMENT_KIND)
