@@ -8,7 +8,8 @@ the spool (before anything is sent) and passes small work items down a pipe to t
 which runs the :class:`~.writer.Writer` (its lanes, its retries, its drain) on the other
 core; unless the invocation's run was written straight into a SQLite store
 (:mod:`.direct`), the child first checks the store and makes it (snakemake waits for its
-reply). The snakemake process never imports MLflow.
+reply). The snakemake process never imports MLflow; the child imports it only where it is
+needed: on a SQLite store that :mod:`.sqljobs` writes, a workflow's usual runs need none.
 
 Failure behaviour is the thread's: the child ignores Ctrl-C (Snakemake handles it and then
 closes the pipe, so the child drains); it dies with the snakemake process (``kill -9`` of
@@ -31,6 +32,7 @@ from typing import Any
 
 from .channel import MESSAGE_PREFIX
 
+WARM = "warm"  # the child's argument: import MLflow at once
 # What the child runs: the plugin's own package first on its path, whatever the environment.
 _BOOT = (
     "import sys; sys.path.insert(0, sys.argv[1]); "
@@ -41,7 +43,8 @@ _BOOT = (
 class WriterProcess:
     """The :class:`~.writer.Writer`'s interface, in a child process.
 
-    :meth:`spawn` starts the process, which begins importing MLflow at once; :meth:`start`
+    :meth:`spawn` starts the process, which begins importing MLflow at once unless the store
+    is one that :mod:`.sqljobs` is expected to write; :meth:`start`
     (which every call below makes) spawns it if need be and tells it where to work: the
     working directory, the environment, the store, the spool. Spawned as Snakemake starts
     (before it parses the Snakefile and changes to the workflow's directory), the child's
@@ -56,13 +59,14 @@ class WriterProcess:
         self.proc: subprocess.Popen | None = None
         self.working = False  # told where to work
 
-    def spawn(self) -> None:
-        """Start the child process if it is not running yet."""
+    def spawn(self, warm: bool = True) -> None:
+        """Start the child process if it is not running yet; ``warm``: it imports MLflow at
+        once (else only if it needs it)."""
         if self.proc is None:
             package = str(Path(__file__).resolve().parent.parent)
             self.proc = subprocess.Popen(
                 # -P: no import from the working directory, whatever it holds
-                [sys.executable, "-P", "-c", _BOOT, package],
+                [sys.executable, "-P", "-c", _BOOT, package, WARM if warm else "lazy"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,  # its replies (what it prints goes to /dev/null)
                 close_fds=True,
@@ -141,19 +145,18 @@ def _die_with_parent() -> None:
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Snakemake handles Ctrl-C, then closes
     _die_with_parent()
-    from .writer import Writer  # no MLflow: that is imported once, below
+    from .writer import Writer  # no MLflow: that is imported once, when needed
 
-    ready = threading.Event()  # MLflow and the modules using it imported
+    importing = threading.Lock()  # two threads importing MLflow at once break its protobuf
 
-    def warm() -> None:
-        try:
-            from . import invocation, jobs, store  # noqa: F401 (imports MLflow)
-        finally:
-            ready.set()
+    def load() -> None:
+        """Import MLflow and the modules using it (once; others wait for it)."""
+        with importing:
+            from . import invocation, jobs, store  # noqa: F401
 
-    # one thread imports (two importing MLflow at once break its protobuf registry); this
-    # one reads the pipe meanwhile, so that snakemake never waits on a full pipe
-    threading.Thread(target=warm, name="mlflow-import", daemon=True).start()
+    if sys.argv[2:3] == [WARM]:  # MLflow will be needed: import it while snakemake starts
+        # (this thread reads the pipe meanwhile, so that snakemake never waits on a full pipe)
+        threading.Thread(target=load, name="mlflow-import", daemon=True).start()
     replies = os.fdopen(os.dup(1), "wb")  # stdout is for replies; prints go to /dev/null
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
@@ -172,6 +175,7 @@ def main() -> None:
     def connect():
         """The store's client, made once (by ``open_parent``, or by the writer's first item
         when an invocation without jobs replays the spool)."""
+        load()
         from . import direct, store
 
         if "client" not in session:
@@ -182,7 +186,7 @@ def main() -> None:
         return session["client"]
 
     def open_parent(request: dict[str, Any]) -> dict[str, Any]:
-        ready.wait()
+        load()
         from . import invocation, store
 
         try:
@@ -194,7 +198,7 @@ def main() -> None:
         keys = ("uri", "experiment", "experiment_id")
         return {k: session[k] for k in keys} | {"parent": parent}
 
-    writer = Writer(connect, Path(spool_dir), ready=ready)
+    writer = Writer(connect, Path(spool_dir))
     timeout, uri, quiet = 120.0, None, False
     while True:
         try:
@@ -210,6 +214,8 @@ def main() -> None:
             values = message[1]
             if "current" in values:
                 writer.current = values["current"]
+            if "sql" in values:
+                writer.use_sql(values["sql"])
             if "lanes" in values:
                 writer.use_lanes(values["lanes"])
         elif message[0] == "drain":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import getpass
 import json
 import os
@@ -88,6 +89,15 @@ def process_start(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
+def alive(tags: Mapping[str, str]) -> bool:
+    """Whether the snakemake process of an invocation (its run's tags) still runs (unknown,
+    so taken as alive, on other hosts)."""
+    if tags.get(HOST_TAG) != socket.gethostname() or not tags.get(PID_TAG):
+        return True
+    started = process_start(int(tags[PID_TAG]))
+    return started is not None and started == tags.get(PID_START_TAG, started)
+
+
 def source_tags(source: str, commit: str | None) -> dict[str, str]:
     """The tags MLflow's run context providers would set, for what really runs."""
     tags = {USER_TAG: user(), "mlflow.source.name": source, "mlflow.source.type": "LOCAL"}
@@ -151,8 +161,9 @@ def sqlite_lock(uri: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+@functools.cache
 def mlflow_version() -> str | None:
-    """The installed MLflow's version, without importing it."""
+    """The installed MLflow's version, without importing it (read once per process)."""
     from importlib import metadata
 
     for dist in ("mlflow", "mlflow-skinny"):
@@ -175,7 +186,8 @@ def facts_path(empty: Path) -> Path:
 
 def facts(version: str | None = None) -> dict[str, Any]:
     """What is known of the empty store of this MLflow version: ``{"revision": schema
-    revision, "direct": whether open_parent writes what MLflow writes}``, or {}."""
+    revision, "direct": whether open_parent writes what MLflow writes, "jobs": whether
+    :mod:`.sqljobs` writes job runs as MLflow's client API does}``, or {}."""
     version = version or mlflow_version()
     if version is None:
         return {}
@@ -185,6 +197,13 @@ def facts(version: str | None = None) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return known | {"empty": str(empty)} if empty.exists() else {}
+
+
+def writes_jobs(uri: str | None) -> bool:
+    """Whether the store at ``uri`` (or MLflow's variable) is expected to need no MLflow
+    for job runs: a SQLite store, and :mod:`.sqljobs` was shown to write this MLflow
+    version's stores (``facts()["jobs"]``)."""
+    return sqlite_path(resolve_uri(uri)) is not None and bool(facts().get("jobs"))
 
 
 def revision(db: str | os.PathLike[str]) -> str | None:

@@ -208,7 +208,8 @@ class Events:
         uri = direct.resolve_uri(self.writer.tracking_uri)
         experiment = direct.experiment_name(self.writer.experiment)
         kind = (EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
-        made = direct.open_parent(uri, experiment, tags=tags, run_name=name, kind=kind)
+        known = direct.facts()
+        made = direct.open_parent(uri, experiment, tags=tags, run_name=name, kind=kind, known=known)
         if made is not None:  # a SQLite store: no wait for MLflow's import
             opened = {"uri": uri, "experiment": experiment, "experiment_id": made[0]}
             opened["parent"] = made[1]
@@ -223,7 +224,10 @@ class Events:
         os.environ[TRACKING_URI_ENV] = self.uri
         os.environ[EXPERIMENT_ENV] = opened["experiment"]
         os.environ[PARENT_RUN_ENV] = self.parent
-        self.writer.settings(current=self.parent, lanes=lanes_for(self.uri))
+        settings = {"current": self.parent, "lanes": lanes_for(self.uri)}
+        if made is not None and known.get("jobs"):  # job runs too, without MLflow
+            settings["sql"] = str(direct.sqlite_path(uri))
+        self.writer.settings(**settings)
         if config:
             self.writer.put("config", self.parent, config)
         self.writer.put("replay")

@@ -6,7 +6,6 @@ Imports MLflow (through :mod:`.store`); used by the snakemake process only.
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -15,20 +14,11 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from .channel import (
-    HOST_TAG,
-    KILLED_TAG,
-    KIND_TAG,
-    LOGGER_METRIC,
-    MESSAGE_PREFIX,
-    PARENT_TAG,
-    PID_START_TAG,
-    PID_TAG,
-    RENAMED_TAG,
-)
-from .direct import process_start
+from .channel import KILLED_TAG, KIND_TAG, PARENT_TAG, RENAMED_TAG
+from .direct import alive
 from .store import terminate
-from .values import BATCH_PARAMS_TAGS, MAX_TAG, fit_keys, flatten_params, redact_values
+from .translate import NO_END_EVENT, config_json, config_plan, orphan_reason, reaped, stats_metrics
+from .values import BATCH_PARAMS_TAGS, MAX_TAG
 
 
 def start(
@@ -43,15 +33,14 @@ def start(
 def log_config(client: MlflowClient, run_id: str, config: Mapping[str, Any]) -> None:
     """The workflow's config as the parent's params (keys MLflow rejects are fitted, the
     originals in a tag) and as ``config.json``."""
-    safe = json.loads(json.dumps(redact_values(config), default=str))
-    params, renamed = fit_keys(flatten_params(safe))
+    safe, params, renamed = config_plan(config)
     items = [Param(k, v) for k, v in params.items()]
     for i in range(0, len(items), BATCH_PARAMS_TAGS):
         client.log_batch(run_id, params=items[i : i + BATCH_PARAMS_TAGS])
     if renamed:
         value = json.dumps(renamed)[:MAX_TAG]
         client.log_batch(run_id, tags=[RunTag(RENAMED_TAG, value)])
-    client.log_dict(run_id, safe, "config.json")
+    client.log_text(run_id, config_json(safe), "config.json")
 
 
 def _kill(client: MlflowClient, runs, reason: str) -> int:
@@ -78,20 +67,12 @@ def end(
     ``mlflow_logger.*`` metrics."""
     if stats:
         now = int(time.time() * 1000)
-        metrics = [Metric(f"{LOGGER_METRIC}{k}", float(v), now, 0) for k, v in stats.items()]
+        metrics = [Metric(k, v, now, 0) for k, v in stats_metrics(stats).items()]
         client.log_batch(run_id, metrics=metrics)
     experiment_id = client.get_run(run_id).info.experiment_id
     left = running_children(client, experiment_id, run_id)
-    _kill(client, left, "the job ended without an end event reaching snakemake (killed?)")
+    _kill(client, left, NO_END_EVENT)
     terminate(client, run_id, status)
-
-
-def _alive(tags: Mapping[str, str]) -> bool:
-    """Whether the snakemake process of an invocation still runs (unknown on other hosts)."""
-    if tags.get(HOST_TAG) != socket.gethostname() or not tags.get(PID_TAG):
-        return True
-    started = process_start(int(tags[PID_TAG]))
-    return started is not None and started == tags.get(PID_START_TAG, started)
 
 
 def reap_orphans(client: MlflowClient, experiment_id: str) -> int:
@@ -110,14 +91,11 @@ def reap_orphans(client: MlflowClient, experiment_id: str) -> int:
     killed = 0
     for parent in running:
         tags = parent.data.tags
-        if _alive(tags):
+        if alive(tags):
             continue
-        reason = (
-            f"snakemake process {tags.get(PID_TAG)} on {tags.get(HOST_TAG)} "
-            "ended without closing this run (killed?); marked by a later invocation"
-        )
+        reason = orphan_reason(tags)
         children = running_children(client, experiment_id, parent.info.run_id)
         killed += _kill(client, children, reason) + _kill(client, [parent], reason)
     if killed:
-        print(f"{MESSAGE_PREFIX}: marked {killed} orphaned MLflow run(s) KILLED", file=sys.stderr)
+        print(reaped(killed), file=sys.stderr)
     return killed

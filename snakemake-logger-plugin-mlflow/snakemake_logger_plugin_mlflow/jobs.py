@@ -13,10 +13,7 @@ on the run as a warning, never retried.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,19 +34,21 @@ from mlflow.utils.file_utils import local_file_uri_to_path
 
 from .bulk import Batch, Bulk, sqlite_store, valid
 from .channel import JOB_KEY_TAG, MODEL_ID_TAG, MODEL_PATH_TAG, MODEL_UUID_TAG
-from .digest import sha256_path
-from .direct import source_tags
+from .sqljobs import Ledger, copy_atomic
 from .store import refused, terminate
 from .translate import (
+    CONTEXT_TAG,
     Plan,
     base_tags,
+    dataset_line,
+    entry_source,
     fitted_tags,
     log_files,
     run_name,
     translate,
     warnings_tag,
 )
-from .values import BATCH_ENTITIES, BATCH_METRICS, BATCH_PARAMS_TAGS, redact
+from .values import BATCH_ENTITIES, BATCH_METRICS, BATCH_PARAMS_TAGS
 
 
 def find_run(client: MlflowClient, experiment_id: str, key: str):
@@ -66,14 +65,6 @@ def local_root(artifact_uri: str) -> Path | None:
     if "://" not in artifact_uri and ":" not in artifact_uri.split("/")[0]:
         return Path(artifact_uri)
     return None
-
-
-def copy_atomic(src: str, dest: Path) -> None:
-    """Copy ``src`` to ``dest`` through a temporary file: no partial artifact is seen."""
-    os.makedirs(dest.parent, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
 
 
 def batches(metrics: list, params: list, tags: list):
@@ -138,44 +129,34 @@ class Models:
 
 def dataset_input(line: Mapping[str, Any]) -> tuple[DatasetInput, str]:
     """A record's ``input`` line as an MLflow dataset input, and its full digest."""
-    source = str(line["input"])
-    digest = line.get("digest")
-    if source.startswith(("http://", "https://")):
-        kind, where = "http", json.dumps({"url": redact(source)})
-    else:
-        path = Path(source).resolve()
-        digest = digest or (sha256_path(path) if path.exists() else "")
-        kind, where = "local", json.dumps({"uri": str(path)})
+    found = dataset_line(line)
     dataset = Dataset(
-        name=str(line.get("name", Path(source).stem)),
-        digest=(digest or "")[:32],
-        source_type=kind,
-        source=where,
+        name=found.name, digest=found.digest, source_type=found.source_type, source=found.source
     )
-    context = str(line.get("context", "input"))
-    return DatasetInput(dataset, [InputTag("mlflow.data.context", context)]), digest or ""
+    return DatasetInput(dataset, [InputTag(CONTEXT_TAG, found.context)]), found.sha256
 
 
 class JobWriter:
     """Sends job entries to the store; keeps the run id of every run it created."""
 
-    def __init__(self, client: MlflowClient):
+    def __init__(self, client: MlflowClient, ledger: Ledger | None = None):
         self.client = client
+        ledger = ledger or Ledger()
         store = sqlite_store(client)
         self.bulk = Bulk(store) if store is not None else None
         self.tags_of: dict[str, dict[str, str]] = {}  # key -> tags of a run written in bulk
         self.models = Models(client)
-        self.runs: dict[str, tuple[str, str]] = {}  # key -> (run id, artifact uri)
-        self.ended: set[str] = set()  # keys of the runs this writer ended
-        self.parent_inputs: dict[str, set] = {}  # parent -> {(name, digest)} it lists
-        self.parent_models: dict[str, set] = {}  # parent -> {model id} it lists
-        self.parent_lock = threading.Lock()  # jobs on several writer threads share a parent
+        self.runs = ledger.runs  # key -> (run id, artifact uri)
+        self.ended = ledger.ended  # keys of the runs ended
+        self.parent_inputs = ledger.parent_inputs  # parent -> {(name, digest)} it lists
+        self.parent_models = ledger.parent_models  # parent -> {model id} it lists
+        self.parent_lock = ledger.lock  # jobs on several writer threads share a parent
 
     def open(self, entry: Mapping[str, Any]) -> str:
         """Create the RUNNING run of a job of this invocation that started."""
         if entry["key"] in self.runs or entry["key"] in self.ended:
             return self.runs.get(entry["key"], ("",))[0]
-        tags, _ = fitted_tags(base_tags(entry, self._source(entry)))
+        tags, _ = fitted_tags(base_tags(entry, entry_source(entry)))
         run = self.client.create_run(
             entry["experiment_id"],
             start_time=entry.get("start_ms"),
@@ -217,7 +198,7 @@ class JobWriter:
                 if run is not None or key in self.ended:
                     continue
                 entry = item[1]
-                tags, _ = fitted_tags(base_tags(entry, self._source(entry)))
+                tags, _ = fitted_tags(base_tags(entry, entry_source(entry)))
                 if not valid({}, {}, tags):
                     deferred.add(key)
                     left.append(item)
@@ -234,7 +215,7 @@ class JobWriter:
                 bulk.add_tags(batch, run[0], item[2], tags_now)
                 continue
             entry = item[1]
-            plan = translate(entry, self._source(entry))
+            plan = translate(entry, entry_source(entry))
             tags = plan.tags | warnings_tag(plan.warnings)
             if (
                 plan.models
@@ -265,10 +246,6 @@ class JobWriter:
         if key in self.runs:
             self._batch(self.runs[key][0], [], [], [RunTag(k, v) for k, v in tags.items()])
 
-    @staticmethod
-    def _source(entry: Mapping[str, Any]) -> dict[str, str]:
-        return source_tags(entry.get("source") or entry["snakefile"], entry.get("commit"))
-
     def log(self, entry: Mapping[str, Any]) -> str:
         """Log one finished job attempt to its run and end it; return the run id."""
         client, key = self.client, entry["key"]
@@ -292,9 +269,9 @@ class JobWriter:
                     (i.dataset.digest, t.value)
                     for i in run.inputs.dataset_inputs
                     for t in i.tags
-                    if t.key == "mlflow.data.context"
+                    if t.key == CONTEXT_TAG
                 }
-        plan = translate(entry, self._source(entry))
+        plan = translate(entry, entry_source(entry))
         self._models(entry, run_id, plan)
         self._inputs(entry, run_id, plan, have_inputs)
         ts = entry.get("end_ms") or 0

@@ -9,6 +9,8 @@ import contextlib
 import json
 import os
 import re
+import shutil
+import socket
 import sqlite3
 import time
 from pathlib import Path
@@ -21,7 +23,12 @@ from . import direct
 from .channel import (
     EXPERIMENT_KIND,
     EXPERIMENT_KIND_TAG,
+    HOST_TAG,
     HTTP_RETRY_DEFAULTS,
+    KIND_TAG,
+    PARENT_TAG,
+    PID_START_TAG,
+    PID_TAG,
 )
 from .values import redact
 
@@ -121,6 +128,159 @@ def direct_matches(empty: Path, workdir: Path) -> bool:
     return _rows(made, run.info.run_id) == _rows(written, opened[1])
 
 
+def _probe_jobs(experiment_id: str, parent: str, workdir: Path) -> list[tuple]:
+    """Job items of one invocation, as the writer gets them: a job that ends (params,
+    metrics with a NaN and an infinity, tags, a local and a URL input, a log, an artifact,
+    an output digest), a job that is tagged and never ends (KILLED with the invocation)."""
+    data, log, extra = workdir / "in.csv", workdir / "job.log", workdir / "extra.txt"
+    data.write_text("a,b\n1,2\n")
+    log.write_text("job log\n")
+    extra.write_text("extra\n")
+    common = {
+        "parent": parent,
+        "experiment_id": experiment_id,
+        "snakefile": "Snakefile",
+        "commit": "0" * 40,
+        "host": "probe-host",
+        "threads": 2,
+        "resources": {"mem_mb": 100, "_nodes": 1, "tmpdir": "/tmp"},
+        "start_ms": 1_000,
+    }
+    job = common | {
+        "key": f"{parent}/1",
+        "jobid": 1,
+        "attempt": 1,
+        "rule": "train",
+        "wildcards": {"dataset": "d", "odd key~": "v"},
+        "input": [str(data)],
+        "output": ["out/model.bin"],
+        "log": [str(log)],
+        "benchmark": [],
+    }
+    record = [
+        {"params": {"alpha": 0.5, "nested": {"depth": 3}}},
+        {"metrics": {"accuracy": 0.75, "nan": float("nan"), "inf": float("inf")}},
+        {"tags": {"stage": "probe"}},
+        {"input": str(data), "context": "training"},
+        {"input": "https://example.org/x.csv?token=secret", "digest": "ab" * 32, "name": "x"},
+        {"artifact": str(extra), "artifact_path": "extras"},
+        {"outputs": {"model": "out/model.bin"}},
+    ]
+    ended = job | {
+        "status": "FINISHED",
+        "end_ms": 2_000,
+        "record": record,
+        "sha256": {"out/model.bin": "cd" * 32},
+        "bytes": {"out/model.bin": 42},
+    }
+    never = common | {
+        "key": f"{parent}/2",
+        "jobid": 2,
+        "attempt": 1,
+        "rule": "evaluate",
+        "wildcards": {},
+        "input": [],
+        "output": ["out/eval.json"],
+        "log": [],
+        "benchmark": [],
+    }
+    return [
+        ("start", job),
+        ("start", never),
+        ("tag", never["key"], {"slurm_jobid": "7"}),
+        ("finish", ended),
+    ]
+
+
+def _labelled(db: Path, art: Path) -> dict[str, list]:
+    """Every table of a SQLite store, its rows sorted, with times blanked and every id
+    (run, dataset, input) replaced by a label made of what it names."""
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        labels = {r: f"<run {n}>" for r, n in con.execute("SELECT run_uuid, name FROM runs")}
+        for uid, name, digest in con.execute("SELECT dataset_uuid, name, digest FROM datasets"):
+            labels[uid] = f"<dataset {name} {digest}>"
+        for uid, src, dest in con.execute(
+            "SELECT input_uuid, source_id, destination_id FROM inputs"
+        ):
+            labels[uid] = f"<input {labels.get(src, src)} {labels.get(dest, dest)}>"
+        out = {}
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            cursor = con.execute(f'SELECT * FROM "{table}"')
+            names = [d[0] for d in cursor.description]
+            rows = []
+            for row in cursor:
+                values = []
+                for name, value in zip(names, row):
+                    text = str(value).replace(str(art), "<art>")
+                    for uid, label in labels.items():
+                        text = text.replace(uid, label)
+                    values.append(None if name.endswith(("_time", "timestamp")) else text)
+                rows.append(tuple(values))
+            out[table] = sorted(rows, key=repr)
+    files = {}
+    for path in sorted(p for p in art.rglob("*") if p.is_file()):
+        name = path.relative_to(art).as_posix()
+        for uid, label in labels.items():
+            name = name.replace(uid, label)
+        files[name] = path.read_bytes()
+    return {"tables": out, "files": files}
+
+
+def jobs_match(empty: Path, workdir: Path) -> bool:
+    """Whether :class:`.sqljobs.SqlJobs` writes, from ``empty``, exactly what MLflow's client
+    API (this plugin's :class:`.jobs.JobWriter` and :mod:`.invocation`) writes: the same jobs
+    (one finished, one KILLED at the end), config, end of the invocation and reaping of an
+    orphaned invocation; every table and every artifact file compared."""
+    from . import invocation
+    from .jobs import JobWriter
+    from .sqljobs import Ledger, SqlJobs
+
+    config = {"model": {"C": 1.0}, "url": "https://u:p@example.org/d.csv", "odd'key": 1}
+    stats = {"job_runs": 1, "writer_seconds": 0.5}
+    # an invocation of this host whose process is gone (pid 1 started at another time)
+    dead = {KIND_TAG: "invocation", HOST_TAG: socket.gethostname(), PID_TAG: "1"}
+    dead[PID_START_TAG] = "-1"
+    found = {}
+    for way in ("mlflow", "sqljobs"):
+        db, art = workdir / f"{way}-jobs.db", workdir / f"{way}-art"
+        shutil.copyfile(empty, db)
+        client = MlflowClient(f"sqlite:///{db}")
+        experiment_id = client.create_experiment("probe", artifact_location=str(art))
+        parent = client.create_run(experiment_id, run_name="probe run", tags={"a": "b"})
+        orphan = client.create_run(experiment_id, run_name="orphan", tags=dead)
+        child_tags = {PARENT_TAG: orphan.info.run_id}
+        client.create_run(experiment_id, run_name="orphan's job", tags=child_tags)
+        parent_id = parent.info.run_id
+        items = _probe_jobs(experiment_id, parent_id, workdir)
+        if way == "mlflow":
+            invocation.log_config(client, parent_id, config)
+            writer = JobWriter(client)
+            writer.bulk = None  # the client API, call by call: the reference
+            for item in items:
+                if item[0] == "start":
+                    writer.open(item[1])
+                elif item[0] == "tag":
+                    writer.tag(item[1], item[2])
+                else:
+                    writer.log(item[1])
+            invocation.reap_orphans(client, experiment_id)
+            invocation.end(client, parent_id, "FINISHED", stats)
+        else:
+            sql = SqlJobs(db, Ledger())
+            done = (
+                sql.log_config(parent_id, config)
+                and not sql.write_many(items)
+                and sql.reap(experiment_id) == 2
+                and sql.end(parent_id, "FINISHED", stats)
+            )
+            sql.close()
+            if not done:
+                return False
+        found[way] = _labelled(db, art)
+    return found["mlflow"] == found["sqljobs"]
+
+
 def empty_store() -> Path:
     """An empty, migrated SQLite store of this MLflow version, made once per user, with what
     is known of it beside it (:func:`.direct.facts`: its revision, and whether the plugin may
@@ -130,13 +290,14 @@ def empty_store() -> Path:
     import mlflow
 
     empty = direct.empty_store_path(mlflow.__version__)
-    if not empty.exists() or not direct.facts(mlflow.__version__):
+    if not empty.exists() or "jobs" not in direct.facts(mlflow.__version__):
         empty.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=empty.parent, prefix=".making-") as tmp:
             made = Path(tmp, empty.name)
             MlflowClient(f"sqlite:///{made}").search_experiments()  # MLflow's own migrations
             facts = {"revision": direct.revision(made), "mlflow": mlflow.__version__}
             facts["direct"] = direct_matches(made, Path(tmp))
+            facts["jobs"] = facts["direct"] and _safely(jobs_match, made, Path(tmp))
             os.replace(made, empty)
             fact_file = Path(tmp, "facts.json")
             fact_file.write_text(json.dumps(facts))
@@ -144,15 +305,28 @@ def empty_store() -> Path:
     return empty
 
 
+def _safely(probe, *args) -> bool:
+    """A probe's answer; False if it fails (a store it cannot read, an MLflow it does not
+    know): the plugin then goes through MLflow."""
+    try:
+        return bool(probe(*args))
+    except Exception:
+        return False
+
+
 def _fresh_sqlite(uri: str) -> None:
     """Make the missing SQLite database of ``uri`` as a copy of the empty store. MLflow
     makes a new database through every one of its schema migrations (1-2 s; an existing
-    one opens in well under 1 s), so that is done once per MLflow version."""
+    one opens in well under 1 s), so that is done once per MLflow version. The empty store
+    is also made (its facts completed) for an existing database if it is missing (or was
+    made by an earlier version of this plugin): the next invocation may then go direct."""
     db = direct.sqlite_path(uri)
-    if db is None or db.exists():
+    if db is None or (db.exists() and "jobs" in direct.facts()):
         return
     with contextlib.suppress(OSError, MlflowException, sqlite3.Error):
-        direct.copy_empty(empty_store(), db)  # else MLflow makes it, the slow way
+        empty = empty_store()
+        if not db.exists():
+            direct.copy_empty(empty, db)  # else MLflow makes it, the slow way
 
 
 def connect(uri: str, name: str) -> tuple[MlflowClient, str]:

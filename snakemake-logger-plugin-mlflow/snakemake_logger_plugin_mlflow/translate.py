@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .channel import (
@@ -21,7 +22,10 @@ from .channel import (
     JOB_KEY_TAG,
     JOBID_TAG,
     KIND_TAG,
+    LOGGER_METRIC,
+    MESSAGE_PREFIX,
     PARENT_TAG,
+    PID_TAG,
     RECORD_SUFFIX,
     RENAMED_TAG,
     RESOURCE_TAG,
@@ -31,7 +35,13 @@ from .channel import (
     WARNINGS_TAG,
     WILDCARD_TAG,
 )
-from .values import MAX_TAG, fit_keys, flatten_params
+from .digest import sha256_path
+from .direct import source_tags
+from .values import MAX_TAG, fit_keys, flatten_params, redact, redact_values
+
+CONTEXT_TAG = "mlflow.data.context"  # MLflow's own: an input tag saying what the dataset was for
+# why a run was ended KILLED (the value of its KILLED_TAG)
+NO_END_EVENT = "the job ended without an end event reaching snakemake (killed?)"
 
 
 @dataclass
@@ -51,6 +61,11 @@ class Plan:
 
 def run_name(entry: Mapping[str, Any]) -> str:
     return " ".join([entry["rule"], *map(str, entry.get("wildcards", {}).values())])
+
+
+def entry_source(entry: Mapping[str, Any]) -> dict[str, str]:
+    """The source tags of a job's run: the Snakefile (or the job's script) and the commit."""
+    return source_tags(entry.get("source") or entry["snakefile"], entry.get("commit"))
 
 
 def base_tags(entry: Mapping[str, Any], source: Mapping[str, str]) -> dict[str, str]:
@@ -151,3 +166,66 @@ def log_files(entry: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def warnings_tag(warnings: list[str]) -> dict[str, str]:
     return {WARNINGS_TAG: " | ".join(warnings)[:MAX_TAG]} if warnings else {}
+
+
+@dataclass(frozen=True)
+class DatasetLine:
+    """A record's ``input`` line as an MLflow dataset: what ``log_inputs`` stores."""
+
+    name: str
+    digest: str  # MLflow's dataset digest: the first 32 characters of the full one
+    source_type: str  # "http" or "local"
+    source: str  # JSON: {"url": ...} (redacted) or {"uri": absolute path}
+    context: str  # the mlflow.data.context input tag
+    sha256: str  # the full digest ("" if unknown)
+
+
+def dataset_line(line: Mapping[str, Any]) -> DatasetLine:
+    """A record's ``input`` line as a dataset; a local file's digest is taken if the line
+    has none."""
+    source = str(line["input"])
+    digest = line.get("digest")
+    if source.startswith(("http://", "https://")):
+        kind, where = "http", json.dumps({"url": redact(source)})
+    else:
+        path = Path(source).resolve()
+        digest = digest or (sha256_path(path) if path.exists() else "")
+        kind, where = "local", json.dumps({"uri": str(path)})
+    return DatasetLine(
+        name=str(line.get("name", Path(source).stem)),
+        digest=(digest or "")[:32],
+        source_type=kind,
+        source=where,
+        context=str(line.get("context", "input")),
+        sha256=digest or "",
+    )
+
+
+def config_plan(config: Mapping[str, Any]) -> tuple[Any, dict[str, str], dict[str, str]]:
+    """The workflow's config as logged on the invocation's run: (``config.json``'s content,
+    with URLs redacted; its flattened params, keys fitted; ``{fitted key: original}``)."""
+    safe = json.loads(json.dumps(redact_values(config), default=str))
+    params, renamed = fit_keys(flatten_params(safe))
+    return safe, params, renamed
+
+
+def config_json(safe: Any) -> str:
+    """``config.json`` as MLflow's ``log_dict`` writes it."""
+    return json.dumps(safe, indent=2, default=str)
+
+
+def stats_metrics(stats: Mapping[str, float]) -> dict[str, float]:
+    """What tracking cost an invocation, as its run's ``mlflow_logger.*`` metrics."""
+    return {f"{LOGGER_METRIC}{k}": float(v) for k, v in stats.items()}
+
+
+def orphan_reason(tags: Mapping[str, str]) -> str:
+    """Why a later invocation ends an invocation's runs KILLED (its KILLED_TAG)."""
+    return (
+        f"snakemake process {tags.get(PID_TAG)} on {tags.get(HOST_TAG)} "
+        "ended without closing this run (killed?); marked by a later invocation"
+    )[:MAX_TAG]
+
+
+def reaped(killed: int) -> str:
+    return f"{MESSAGE_PREFIX}: marked {killed} orphaned MLflow run(s) KILLED"

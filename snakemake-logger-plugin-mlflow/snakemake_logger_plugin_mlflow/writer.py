@@ -21,6 +21,7 @@ are being logged, and gives up only after ``timeout`` seconds without progress.
 from __future__ import annotations
 
 import queue
+import sqlite3
 import sys
 import threading
 import time
@@ -31,6 +32,7 @@ from typing import Any
 
 from . import spool
 from .channel import MESSAGE_PREFIX
+from .sqljobs import Busy, Ledger, SqlJobs
 
 HTTP_LANES = 4  # writer threads for an HTTP tracking server
 JOB_ITEMS = ("start", "tag", "finish")  # items of one job: (kind, entry or key, ...)
@@ -75,11 +77,8 @@ class _Barrier:
 
 
 class Writer:
-    def __init__(
-        self, connect: Callable[[], Any], spool_dir: Path, ready: threading.Event | None = None
-    ):
-        self.connect = connect  # -> MlflowClient; called on a writer thread when needed
-        self.ready = ready  # set once MLflow is imported: the lanes wait for it
+    def __init__(self, connect: Callable[[], Any], spool_dir: Path):
+        self.connect = connect  # -> MlflowClient (imports MLflow); called only when needed
         self.spool = spool_dir
         self.lanes = 1
         self.queues: list[queue.Queue] = []
@@ -92,8 +91,15 @@ class Writer:
         self.busy = 0.0  # seconds the lanes spent on this invocation's job items
         self.cpu = 0.0  # of which the lanes' own CPU time (not waiting for the store or GIL)
         self.warned = False
-        self.jobs = None  # the JobWriter, made on a writer thread
+        self.jobs = None  # the JobWriter (MLflow's client API), made when first needed
+        self.ledger = Ledger()  # the runs the writers know (SqlJobs' and the JobWriter's)
+        self.sql: SqlJobs | None = None  # a SQLite store written without MLflow
         self.current: str | None = None  # this invocation's run: its entries are queued
+
+    def use_sql(self, db: str) -> None:
+        """Write what :mod:`.sqljobs` can straight into the SQLite database ``db`` (a store
+        of a revision it was shown to write as MLflow does)."""
+        self.sql = SqlJobs(db, self.ledger)
 
     def use_lanes(self, count: int) -> None:
         """Write with ``count`` threads (before this invocation's first job item)."""
@@ -130,8 +136,6 @@ class Writer:
     # ------------------------------------------------------------------ the threads
 
     def _run(self, q: queue.Queue) -> None:
-        if self.ready is not None:
-            self.ready.wait()
         held = None  # an item taken off the queue while gathering a batch
         while True:
             item, held = (held, None) if held is not None else (q.get(), None)
@@ -149,7 +153,7 @@ class Writer:
                     return
                 continue
             batch = [item]  # the job items queued now: one transaction where the store allows
-            bulk = self.jobs is not None and self.jobs.bulk is not None
+            bulk = self.sql is not None or (self.jobs is not None and self.jobs.bulk is not None)
             deadline = time.monotonic() + (LINGER if bulk else 0.0)
             while len(batch) < MAX_BATCH:
                 wait = deadline - time.monotonic()
@@ -168,9 +172,12 @@ class Writer:
         """Job items: in bulk what can be, then the rest one by one. False if stopped."""
         begun, cpu = time.perf_counter(), time.thread_time()
         left: list[tuple] = []
+        rest = [batch]  # what SqlJobs left (written once, even if MLflow's part is retried)
 
         def bulk() -> None:
-            left[:] = self._jobs()[1].write_many(batch)
+            if self.sql is not None and rest[0] is batch:
+                rest[0] = self.sql.write_many(batch)
+            left[:] = self._jobs()[1].write_many(rest[0]) if rest[0] else []
 
         if not self._attempt(batch[0], bulk, on_refused=lambda: left.extend(batch)):
             return False
@@ -195,9 +202,15 @@ class Writer:
                 work()
                 return True
             except Exception as exc:
-                from .store import STORE_ERRORS, refused
+                if isinstance(exc, OSError):  # a locked SQLite database (sqljobs.Busy), a socket
+                    retry = True
+                elif isinstance(exc, sqlite3.Error):  # not one sqljobs knows: MLflow says
+                    retry = False
+                else:  # raised by MLflow's code: imported already
+                    from .store import STORE_ERRORS, refused
 
-                if refused(exc) or not isinstance(exc, STORE_ERRORS):  # or a defect: move on
+                    retry = isinstance(exc, STORE_ERRORS) and not refused(exc)
+                if not retry:  # refused, or a defect: move on
                     if on_refused is not None:
                         on_refused()
                         return True
@@ -237,14 +250,44 @@ class Writer:
         client = self.connect()
         with self.lock:
             if self.jobs is None:
-                self.jobs = JobWriter(client)
+                self.jobs = JobWriter(client, self.ledger)
         return client, self.jobs
 
+    def _direct(self, item: tuple) -> bool:
+        """An invocation item written by SqlJobs; False if MLflow must write it."""
+        kind = item[0]
+        try:
+            if kind == "config":
+                return self.sql.log_config(item[1], item[2])
+            if kind == "end":
+                return self.sql.end(item[1]["parent"], item[1]["status"], self._stats())
+            if kind == "reap":
+                self.sql.reap(item[1])
+                return True
+        except Busy:
+            raise
+        except sqlite3.Error:
+            return False
+        return False
+
+    def _stats(self) -> dict[str, float]:
+        return {
+            "job_runs": self.job_runs,
+            "writer_seconds": self.busy,
+            "writer_cpu_seconds": self.cpu,
+        }
+
     def _do(self, item: tuple) -> None:
+        kind = item[0]
+        if kind == "replay":
+            self._replay()
+            return
+        if self.sql is not None and kind in ("config", "end", "reap") and self._direct(item):
+            self._done(item)
+            return
         from . import invocation
 
         client, jobs = self._jobs()
-        kind = item[0]
         if kind == "start":
             jobs.open(item[1])
         elif kind == "tag":
@@ -254,27 +297,25 @@ class Writer:
         elif kind == "finish":
             jobs.log(item[1])
         elif kind == "end":
-            stats = {
-                "job_runs": self.job_runs,
-                "writer_seconds": self.busy,
-                "writer_cpu_seconds": self.cpu,
-            }
-            invocation.end(client, item[1]["parent"], item[1]["status"], stats)
-        elif kind == "replay":
-            self._replay(client, jobs)
-            return
+            invocation.end(client, item[1]["parent"], item[1]["status"], self._stats())
         elif kind == "reap":
             invocation.reap_orphans(client, item[1])
         self._done(item)
 
-    def _replay(self, client, jobs) -> None:
-        """Log what earlier invocations left in the spool: one read of the directory.
-        Entries of this invocation are on the queue already."""
+    def _replay(self) -> None:
+        """Log what earlier invocations left in the spool (through MLflow's client API): one
+        read of the directory. Entries of this invocation are on the queue already."""
+        earlier = [
+            entry
+            for entry in spool.pending(self.spool)
+            if self.current is None or entry.get("parent") != self.current
+        ]
+        if not earlier:
+            return
         from . import invocation
 
-        for entry in spool.pending(self.spool):
-            if self.current is not None and entry.get("parent") == self.current:
-                continue
+        client, jobs = self._jobs()
+        for entry in earlier:
             if entry.get("kind") == "invocation_end":
                 invocation.end(client, entry["parent"], entry["status"])
             elif "status" not in entry:  # started, never ended: reaped after the replay

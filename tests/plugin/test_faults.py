@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from snakemake_logger_plugin_mlflow.jobs import sha256_path
+from snakemake_logger_plugin_mlflow.digest import sha256_path
 from snakemake_logger_plugin_mlflow.spool import SPOOL_DIR
 
 from support import ROOT, SNAKEMAKE, TrackingServer, free_port, titanic_rows, to_csv
