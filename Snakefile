@@ -254,3 +254,11 @@ rule predict:
 
 onstart:
     sf.check_estimators(config, workflow)
+
+
+onsuccess:
+    sf.end_rate_timers()
+
+
+onerror:
+    sf.end_rate_timers()

@@ -535,3 +535,22 @@ def search_results(config: dict, template: str):
         return [template.format(**wildcards, point=p) for p in sorted(points)]
 
     return results
+
+
+def end_rate_timers() -> None:
+    """onsuccess/onerror: let snakemake exit as soon as its work is done.
+
+    Snakemake's scheduler (``JobScheduler._schedule_reevalutation``, for the default
+    ``--max-jobs-per-timespan 100/1s``) starts a non-daemon ``threading.Timer`` after each
+    scheduling round; once the last job has ended, the interpreter waits for the last of
+    them before it exits: up to 1 s after "Elapsed time" on every invocation that ran a
+    job. These hooks run when the scheduler is done, so that wait is all the timer has
+    left to do; it is cancelled (no other timer is touched).
+    """
+    import threading
+
+    for thread in threading.enumerate():
+        function = getattr(thread, "function", None)
+        name = getattr(function, "__qualname__", "")
+        if isinstance(thread, threading.Timer) and "._schedule_reevalutation." in name:
+            thread.cancel()
