@@ -22,7 +22,6 @@ from typing import Optional
 from snakemake_interface_logger_plugins.base import LogHandlerBase
 from snakemake_interface_logger_plugins.settings import LogHandlerSettingsBase
 
-from . import direct
 from .channel import MESSAGE_PREFIX
 from .events import Events
 
@@ -102,8 +101,7 @@ class LogHandler(LogHandlerBase):
             quiet=quiet_progress(getattr(self.common_settings, "quiet", None)),
         )
         if not self.events.dryrun and not job_process(sys.argv):
-            # its import of MLflow (if it will need it) overlaps Snakemake's start-up
-            self.events.writer.spawn(warm=not direct.writes_jobs(self.events.writer.tracking_uri))
+            self.events.writer.spawn()  # its import of MLflow (if needed) overlaps start-up
         from snakemake.logging import logger
 
         self._logger = logger

@@ -8,8 +8,9 @@ the spool (before anything is sent) and passes small work items down a pipe to t
 which runs the :class:`~.writer.Writer` (its lanes, its retries, its drain) on the other
 core; unless the invocation's run was written straight into a SQLite store
 (:mod:`.direct`), the child first checks the store and makes it (snakemake waits for its
-reply). The snakemake process never imports MLflow; the child imports it only where it is
-needed: on a SQLite store that :mod:`.sqljobs` writes, a workflow's usual runs need none.
+reply). The snakemake process never imports MLflow; on a SQLite store that :mod:`.sqljobs`
+writes, a workflow's usual runs need none, and the child imports it at the lowest CPU
+priority, for the jobs that may need it (logged models), never waiting for it otherwise.
 
 Failure behaviour is the thread's: the child ignores Ctrl-C (Snakemake handles it and then
 closes the pipe, so the child drains); it dies with the snakemake process (``kill -9`` of
@@ -32,7 +33,6 @@ from typing import Any
 
 from .channel import MESSAGE_PREFIX
 
-WARM = "warm"  # the child's argument: import MLflow at once
 # What the child runs: the plugin's own package first on its path, whatever the environment.
 _BOOT = (
     "import sys; sys.path.insert(0, sys.argv[1]); "
@@ -43,8 +43,9 @@ _BOOT = (
 class WriterProcess:
     """The :class:`~.writer.Writer`'s interface, in a child process.
 
-    :meth:`spawn` starts the process, which begins importing MLflow at once unless the store
-    is one that :mod:`.sqljobs` is expected to write; :meth:`start`
+    :meth:`spawn` starts the process, which begins importing MLflow at once (in the
+    background if the store, the plugin's setting or else MLflow's variable, is one that
+    :mod:`.sqljobs` is expected to write); :meth:`start`
     (which every call below makes) spawns it if need be and tells it where to work: the
     working directory, the environment, the store, the spool. Spawned as Snakemake starts
     (before it parses the Snakefile and changes to the workflow's directory), the child's
@@ -59,14 +60,13 @@ class WriterProcess:
         self.proc: subprocess.Popen | None = None
         self.working = False  # told where to work
 
-    def spawn(self, warm: bool = True) -> None:
-        """Start the child process if it is not running yet; ``warm``: it imports MLflow at
-        once (else only if it needs it)."""
+    def spawn(self) -> None:
+        """Start the child process if it is not running yet."""
         if self.proc is None:
             package = str(Path(__file__).resolve().parent.parent)
             self.proc = subprocess.Popen(
                 # -P: no import from the working directory, whatever it holds
-                [sys.executable, "-P", "-c", _BOOT, package, WARM if warm else "lazy"],
+                [sys.executable, "-P", "-c", _BOOT, package, self.tracking_uri or ""],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,  # its replies (what it prints goes to /dev/null)
                 close_fds=True,
@@ -154,9 +154,21 @@ def main() -> None:
         with importing:
             from . import invocation, jobs, store  # noqa: F401
 
-    if sys.argv[2:3] == [WARM]:  # MLflow will be needed: import it while snakemake starts
-        # (this thread reads the pipe meanwhile, so that snakemake never waits on a full pipe)
-        threading.Thread(target=load, name="mlflow-import", daemon=True).start()
+    def load_in_background() -> None:
+        """load() at the lowest CPU priority: on a store that sqljobs writes, MLflow is
+        needed only by some jobs (logged models) and never waited for otherwise, so the
+        import takes no CPU from snakemake or the jobs (Linux: the thread's own nice)."""
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        with contextlib.suppress(Exception):  # a job that needs MLflow says what is wrong
+            load()
+
+    from .direct import writes_jobs
+
+    # MLflow is imported meanwhile, in a thread (this one reads the pipe, so that snakemake
+    # never waits on a full pipe): at once if it will be needed, else in the background
+    warm = load_in_background if writes_jobs(sys.argv[2] or None) else load
+    threading.Thread(target=warm, name="mlflow-import", daemon=True).start()
     replies = os.fdopen(os.dup(1), "wb")  # stdout is for replies; prints go to /dev/null
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)

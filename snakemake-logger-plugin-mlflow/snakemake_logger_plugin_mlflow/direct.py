@@ -24,6 +24,7 @@ import functools
 import getpass
 import json
 import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -163,8 +164,18 @@ def sqlite_lock(uri: str) -> Iterator[None]:
 
 @functools.cache
 def mlflow_version() -> str | None:
-    """The installed MLflow's version, without importing it (read once per process)."""
-    from importlib import metadata
+    """The installed MLflow's version, without importing it (read once per process): from
+    its ``version.py`` (a millisecond), else from the package metadata (some 20 ms)."""
+    import importlib.util
+
+    with contextlib.suppress(ImportError, ValueError, OSError):
+        spec = importlib.util.find_spec("mlflow")
+        if spec is not None and spec.origin:
+            text = (Path(spec.origin).parent / "version.py").read_text()
+            found = re.search(r'^VERSION = "([^"]+)"', text, re.MULTILINE)
+            if found:
+                return found.group(1)
+    from importlib import metadata  # itself some 10 ms of imports
 
     for dist in ("mlflow", "mlflow-skinny"):
         with contextlib.suppress(metadata.PackageNotFoundError):

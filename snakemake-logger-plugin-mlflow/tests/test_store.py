@@ -168,3 +168,18 @@ def test_anything_but_a_store_of_this_revision_goes_through_mlflow(empty, tmp_pa
     monkeypatch.setenv("MLFLOW_ENABLE_WORKSPACES", "true")
     assert opened(tmp_path / "workspaces.db") is None
     assert not (tmp_path / "workspaces.db").exists()
+
+
+def test_the_mlflow_version_is_read_without_importing_mlflow():
+    import subprocess
+    import sys
+
+    import mlflow
+
+    code = (
+        "import sys; from snakemake_logger_plugin_mlflow import direct; "
+        "print(direct.mlflow_version(), 'mlflow' in sys.modules, "
+        "'importlib.metadata' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [mlflow.__version__, "False", "False"]
