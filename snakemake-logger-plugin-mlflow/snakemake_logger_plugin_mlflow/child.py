@@ -149,8 +149,17 @@ def main() -> None:
 
     importing = threading.Lock()  # two threads importing MLflow at once break its protobuf
 
+    background: list[int] = []  # the native id of a thread importing at low priority
+
     def load() -> None:
-        """Import MLflow and the modules using it (once; others wait for it)."""
+        """Import MLflow and the modules using it (once; others wait for it). A thread that
+        needs it while the background import runs asks for that import's priority back
+        (allowed where the user may raise priorities: else it waits at nice 19)."""
+        if background and not importing.acquire(blocking=False):
+            with contextlib.suppress(OSError, AttributeError):
+                os.setpriority(os.PRIO_PROCESS, background[0], 0)
+        elif background:
+            importing.release()
         with importing:
             from . import invocation, jobs, store  # noqa: F401
 
@@ -160,6 +169,7 @@ def main() -> None:
         import takes no CPU from snakemake or the jobs (Linux: the thread's own nice)."""
         with contextlib.suppress(OSError, AttributeError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+            background.append(threading.get_native_id())
         with contextlib.suppress(Exception):  # a job that needs MLflow says what is wrong
             load()
 
@@ -210,7 +220,7 @@ def main() -> None:
         keys = ("uri", "experiment", "experiment_id")
         return {k: session[k] for k in keys} | {"parent": parent}
 
-    writer = Writer(connect, Path(spool_dir))
+    writer = Writer(connect, Path(spool_dir), load=load)
     timeout, uri, quiet = 120.0, None, False
     while True:
         try:

@@ -77,8 +77,13 @@ class _Barrier:
 
 
 class Writer:
-    def __init__(self, connect: Callable[[], Any], spool_dir: Path):
+    def __init__(
+        self, connect: Callable[[], Any], spool_dir: Path, load: Callable[[], None] = lambda: None
+    ):
         self.connect = connect  # -> MlflowClient (imports MLflow); called only when needed
+        # imports MLflow, once: every module of this package that imports it is imported
+        # after this (two threads importing MLflow at once break its protobuf registry)
+        self.load = load
         self.spool = spool_dir
         self.lanes = 1
         self.queues: list[queue.Queue] = []
@@ -206,7 +211,8 @@ class Writer:
                     retry = True
                 elif isinstance(exc, sqlite3.Error):  # not one sqljobs knows: MLflow says
                     retry = False
-                else:  # raised by MLflow's code: imported already
+                else:  # raised by MLflow's code (or a defect)
+                    self.load()
                     from .store import STORE_ERRORS, refused
 
                     retry = isinstance(exc, STORE_ERRORS) and not refused(exc)
@@ -245,6 +251,7 @@ class Writer:
                 self.job_runs += item[0] == "finish"
 
     def _jobs(self):
+        self.load()
         from .jobs import JobWriter
 
         client = self.connect()
@@ -285,6 +292,7 @@ class Writer:
         if self.sql is not None and kind in ("config", "end", "reap") and self._direct(item):
             self._done(item)
             return
+        self.load()
         from . import invocation
 
         client, jobs = self._jobs()
@@ -312,6 +320,7 @@ class Writer:
         ]
         if not earlier:
             return
+        self.load()
         from . import invocation
 
         client, jobs = self._jobs()
