@@ -14,6 +14,7 @@ on the run as a warning, never retried.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from mlflow.utils.file_utils import local_file_uri_to_path
 from .bulk import Batch, Bulk, sqlite_store, valid
 from .channel import JOB_KEY_TAG, MODEL_ID_TAG, MODEL_PATH_TAG, MODEL_UUID_TAG
 from .sqljobs import Ledger, copy_atomic
-from .store import refused, terminate
+from .store import conflict, refused, terminate
 from .translate import (
     CONTEXT_TAG,
     Plan,
@@ -151,6 +152,7 @@ class JobWriter:
         self.parent_inputs = ledger.parent_inputs  # parent -> {(name, digest)} it lists
         self.parent_models = ledger.parent_models  # parent -> {model id} it lists
         self.parent_lock = ledger.lock  # jobs on several writer threads share a parent
+        self.inputs_lock = threading.Lock()  # one log_inputs at a time (see _log_inputs)
 
     def open(self, entry: Mapping[str, Any]) -> str:
         """Create the RUNNING run of a job of this invocation that started."""
@@ -346,8 +348,20 @@ class JobWriter:
             if digest:
                 plan.tags[f"input.{context}.sha256"] = digest
         if new:
-            self.client.log_inputs(run_id, new)
+            self._log_inputs(run_id, new)
         self._on_parent(entry["parent"], listed, [])
+
+    def _log_inputs(self, run_id: str, inputs: list) -> None:
+        """``log_inputs``, one at a time in this process: a dataset that two requests add
+        at once is inserted twice by MLflow's server, and one of them is refused. A request
+        of another process can still race this one: sent again, it finds the dataset."""
+        with self.inputs_lock:
+            try:
+                self.client.log_inputs(run_id, inputs)
+            except Exception as exc:
+                if not conflict(exc):
+                    raise
+                self.client.log_inputs(run_id, inputs)
 
     def _on_parent(self, parent: str, inputs: list, outputs: list) -> None:
         """The invocation's run lists the datasets its jobs read and the models they made;
@@ -359,7 +373,7 @@ class JobWriter:
         seen = self.parent_inputs.setdefault(parent, set())
         new = [i for i in inputs if (i.dataset.name, i.dataset.digest) not in seen]
         if new:
-            self.client.log_inputs(parent, new)
+            self._log_inputs(parent, new)
             seen |= {(i.dataset.name, i.dataset.digest) for i in new}
         models = self.parent_models.setdefault(parent, set())
         new_models = [o for o in outputs if o.model_id not in models]

@@ -49,6 +49,20 @@ class StoreError(Exception):
     """The tracking store cannot be used; the message is one line naming it and why."""
 
 
+# What a SQL backend says when a row's unique key was taken (SQLite, PostgreSQL, MySQL):
+# MLflow's server answers 400 BAD_REQUEST. Where a concurrent request took it (two requests
+# logging one new dataset at once both insert it), the same request sent again finds it.
+_CONFLICT = re.compile(
+    r"UNIQUE constraint failed|duplicate key value violates unique constraint|Duplicate entry"
+)
+
+
+def conflict(exc: BaseException) -> bool:
+    """Whether ``exc`` is the store's refusal of a row whose unique key was taken: where only
+    a concurrent request can have taken it, the same request sent again succeeds."""
+    return isinstance(exc, MlflowException) and bool(_CONFLICT.search(str(exc)))
+
+
 def refused(exc: BaseException) -> bool:
     """Whether the store answered and rejected the request as invalid (never retried), as
     opposed to not answering or failing (retried)."""

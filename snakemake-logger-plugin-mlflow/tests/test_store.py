@@ -183,3 +183,27 @@ def test_the_mlflow_version_is_read_without_importing_mlflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == [mlflow.__version__, "False", "False"]
+
+
+@pytest.mark.parametrize(
+    "message, retried",  # by JobWriter._log_inputs
+    [
+        # a concurrent request inserted the row first (SQLite, PostgreSQL, MySQL backends)
+        ("BAD_REQUEST: (sqlite3.IntegrityError) UNIQUE constraint failed: datasets.name", True),
+        ('BAD_REQUEST: duplicate key value violates unique constraint "dataset_pk"', True),
+        ("BAD_REQUEST: (pymysql.err.IntegrityError) Duplicate entry 'x' for key", True),
+        # refused for what the request says: sending it again cannot help
+        ("INVALID_PARAMETER_VALUE: Invalid value 'a~b' for parameter 'key'", False),
+        ("BAD_REQUEST: Changing param values is not allowed", False),
+    ],
+)
+def test_a_taken_unique_key_is_told_from_an_invalid_request(message, retried):
+    """JobWriter sends a refused log_inputs once more if its dataset's key was taken (by a
+    concurrent request); the writer's lanes never retry a refusal."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import ErrorCode
+
+    code, _, text = message.partition(": ")
+    exc = MlflowException(text, error_code=ErrorCode.Value(code))
+    assert store.refused(exc)
+    assert store.conflict(exc) is retried

@@ -278,7 +278,8 @@ def test_tracking_server_restart_is_retried(tmp_path, workflow, http_server):
         assert proc.returncode == 0, output
         # the plugin did retry, and nothing was lost or doubled
         assert "mlflow logger: warning: MLflow tracking store not answering" in output, output
-        statuses = sorted(r.info.status for r in workflow.runs())
-        assert statuses == ["FINISHED"] * 3
+        runs = workflow.runs()
+        seen = [(r.data.tags.get("snakemake.rule"), r.info.status, r.data.tags) for r in runs]
+        assert sorted(r.info.status for r in runs) == ["FINISHED"] * 3, (seen, output)
     finally:
         server.stop()
