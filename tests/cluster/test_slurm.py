@@ -27,7 +27,7 @@ SLURM_FLAGS = (
     "--slurm-status-command",
     "squeue",  # no accounting storage on the test cluster
     "--slurm-init-seconds-before-status-checks",
-    "3",
+    "1",  # and 10 s more after each check that finds no job finished (the plugin's rule)
     "--set-threads",
     "train=1",
 )

@@ -10,16 +10,18 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from .data import GRID, REGRESSORS
 from .workflow import SNAKEMAKE, Result
 
-# about 10 s of training with a small model: time to kill its job mid-step
+# about 3 s of training on a quiet machine (longer on a busy one): time to kill its job
+# mid-step, once its record says it has read its input
 SLOW = {
     "estimator": "sklearn.neural_network.MLPClassifier",
     "params": {
         "hidden_layer_sizes": [32],
-        "max_iter": 40000,
+        "max_iter": 16000,
         "tol": 0.0,
         "n_iter_no_change": 1000000,
     },
@@ -41,6 +43,15 @@ def experiment_runs(wf) -> list:
     client = wf.client()
     experiment = client.get_experiment_by_name(wf.env["MLFLOW_EXPERIMENT_NAME"])
     return client.search_runs([experiment.experiment_id], max_results=1000) if experiment else []
+
+
+def _has_read_its_input(record: Path) -> bool:
+    """Whether a train job's record has its input line: the job trains next."""
+    try:
+        lines = record.read_text().splitlines()
+    except FileNotFoundError:
+        return False
+    return any('"input"' in line for line in lines)
 
 
 def kill_one_job_then_rerun(wf, flags, id_tag: str, kill: list[str]) -> Scenario:
@@ -67,8 +78,7 @@ def kill_one_job_then_rerun(wf, flags, id_tag: str, kill: list[str]) -> Scenario
                     tags.get("snakemake.rule") == "train"
                     and tags.get("snakemake.wildcards.model") == "slow"
                     and id_tag in tags
-                    and record.exists()
-                    and "train_rows" in record.read_text()  # the step is training
+                    and _has_read_its_input(record)  # the step is training
                 ):
                     victim = run
             time.sleep(0.5)

@@ -45,6 +45,7 @@ SLOW = {
     "snakemake-logger-plugin-mlflow/tests/test_dag_features.py::test_forcerun": 18,
     "snakemake-logger-plugin-mlflow/tests/test_workflows.py": 20,  # a module-scoped run
     "snakemake-logger-plugin-mlflow/tests/test_oldest_snakemake.py": 15,
+    "snakemake-logger-plugin-mlflow/tests/test_server.py": 12,  # starts an mlflow server
     "snakemake-logger-plugin-mlflow/tests/test_dag_features.py::test_a_submitting_executor": 12,
     "snakemake-logger-plugin-mlflow/tests/test_dag_features.py::test_a_service": 11,
     "tests/plugin/test_secrets.py::test_url_from_environment_is_used_but_never_recorded": 9,
